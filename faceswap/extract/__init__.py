@@ -1,0 +1,1 @@
+"""Extraction: detectors, landmark aligners, alignment math, masks, per-face quality."""

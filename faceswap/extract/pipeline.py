@@ -1,0 +1,356 @@
+"""The extraction run: inputs -> chunks of frames -> FaceFinder (in worker processes) ->
+face images + index, with resume, atomic saves and a summary.
+
+Pipelining: the main process decodes frames and writes results while the workers detect, align,
+measure and encode; `imap` keeps chunk order so the index is written in frame order.
+Crash safety: a face's image is written (temp + rename) before the face enters the index, and
+a frame is marked processed only with its faces; the index is saved atomically every few
+seconds. A re-run skips processed frames and rewrites any orphan image under the same name.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from faceswap import faceset as fsmod
+from faceswap.config import ExtractConfig, to_dict
+from faceswap.errors import BadInput, MissingBackend
+from faceswap.extract import weights
+from faceswap.extract.finder import Backends, ChunkResult, FaceFinder, FoundFace, iou
+from faceswap.media import MediaSource, open_inputs, read_image
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]  # (frames done in this call, faces kept so far)
+
+
+@dataclass
+class ExtractSummary:
+    output: str
+    detector: str
+    aligner: str
+    device: str
+    sources: int = 0
+    frames_total: int = 0
+    frames_read: int = 0
+    frames_resumed: int = 0
+    frames_without_face: int = 0
+    faces_found: int = 0
+    faces_kept: int = 0
+    faces_in_set: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    frames_per_second: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def resolve_backends(cfg: ExtractConfig) -> Backends:
+    """Turn auto choices into concrete ones; log what was picked and why."""
+    cuda = cuda_available()
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if cuda else "cpu"
+    if device.startswith("cuda") and not cuda:
+        raise MissingBackend("device cuda was asked for, but torch sees no CUDA GPU")
+    detector, aligner = cfg.detector, cfg.aligner
+    if detector == "auto":
+        ok = cuda and weights.find_face_alignment_weight("s3fd", cfg.weights_dir) is not None
+        detector = "s3fd" if ok else "dlib-hog"
+        log.info("detector auto -> %s (%s)", detector,
+                 "CUDA and S3FD weights found" if ok else "no CUDA or no S3FD weights")  # fmt: skip
+    if aligner == "auto":
+        ok = cuda and weights.find_face_alignment_weight("fan", cfg.weights_dir) is not None
+        aligner = "fan" if ok else "dlib"
+        log.info("aligner auto -> %s (%s)", aligner,
+                 "CUDA and FAN weights found" if ok else "no CUDA or no FAN weights")  # fmt: skip
+    return Backends(detector, aligner, device)
+
+
+# ---- worker processes -------------------------------------------------------------------
+
+_FINDER: FaceFinder | None = None
+
+
+def _init_worker(cfg: ExtractConfig, backends: Backends, refs, random_init: bool) -> None:
+    global _FINDER
+    # each worker is one core's worth of work: stop OpenCV/BLAS from spawning more threads
+    import cv2
+
+    cv2.setNumThreads(1)
+    _FINDER = FaceFinder(cfg, backends, refs, random_init)
+
+
+def _work(chunk: list[tuple[int, float | None, np.ndarray]]) -> ChunkResult:
+    assert _FINDER is not None
+    return _FINDER.process(chunk)
+
+
+def identity_references(paths: list[str], finder: FaceFinder) -> np.ndarray:
+    """Embeddings of the largest face in each reference photo; BadInput if one has none."""
+    refs = []
+    for p in paths:
+        bgr = read_image(p)
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1])
+        dets = finder.detect(rgb)
+        if not dets:
+            # reference photos are often small crops: try again upsampled
+            big = np.ascontiguousarray(np.repeat(np.repeat(rgb, 2, 0), 2, 1))
+            dets = [d.scaled(0.5) for d in finder.detect(big)]
+        if not dets:
+            raise BadInput(f"{p}: no face found in this --identity reference photo")
+        d = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+        lms = finder.aligner.landmarks(rgb, [d.box])[0]
+        assert finder.embedder is not None
+        refs.append(finder.embedder.embed(rgb, lms))
+    return np.stack(refs)
+
+
+# ---- the run ------------------------------------------------------------------------------
+
+
+def _check_writable(out: Path) -> None:
+    target = out if out.exists() else out.parent
+    while not target.exists():
+        target = target.parent
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: output exists and is not a folder")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise BadInput(f"{out}: output folder is not writable")
+
+
+def open_output(out: Path, cfg: ExtractConfig, force: bool, sources: list[MediaSource]):
+    """Load the face set to resume, or create it; refuse an incompatible one untouched."""
+    _check_writable(out)
+    if out.exists() and any(out.iterdir()) and not fsmod.is_faceset(out):
+        raise BadInput(f"{out}: folder exists and is not a face set; choose another -o")
+    if fsmod.is_faceset(out):
+        fs = fsmod.load(out)
+        if (fs.size, fs.centering) != (cfg.size, cfg.centering):
+            raise BadInput(
+                f"{out}: face set was made with size {fs.size} and centering {fs.centering}, "
+                f"not {cfg.size}/{cfg.centering}; use another -o or the same settings"
+            )
+        if fs.image_format != cfg.image_format:
+            raise BadInput(f"{out}: face set stores {fs.image_format} images, not "
+                           f"{cfg.image_format}")  # fmt: skip
+        if force:
+            keys = {s.key for s in sources}
+            drop = [f for f in fs.faces + fs.rejected if f.source in keys]
+            fs.faces = [f for f in fs.faces if f.source not in keys]
+            fs.rejected = [f for f in fs.rejected if f.source not in keys]
+            for k in keys:
+                fs.sources.pop(k, None)
+            fs.save()  # the index forgets them first, so a crash here leaves no dangling entry
+            for f in drop:
+                fs.path_of(f).unlink(missing_ok=True)
+        return fs
+    try:
+        fs = fsmod.create(out, cfg.size, cfg.centering, cfg.image_format)
+    except OSError as exc:
+        raise BadInput(f"{out}: cannot create the face set ({exc.strerror})") from None
+    return fs
+
+
+def _chunks(src: MediaSource, source: fsmod.Source, cfg: ExtractConfig) -> Iterator[list]:
+    chunk: list = []
+    last = None
+    for idx, t, frame in src.iter_frames(cfg.start_frame, cfg.end_frame, cfg.every_nth,
+                                         skip=source.is_processed):  # fmt: skip
+        # a gap (resumed frames) breaks tracking continuity: start a new chunk
+        if chunk and (len(chunk) >= cfg.chunk or idx - last > cfg.every_nth):
+            yield chunk
+            chunk = []
+        chunk.append((idx, t, frame))
+        last = idx
+    if chunk:
+        yield chunk
+
+
+class _TrackLinker:
+    """Gives tracks ids that are unique within a source and continue across chunk borders."""
+
+    def __init__(self) -> None:
+        self.next_id = 0
+        self.last: dict[int, tuple[int, np.ndarray]] = {}  # global id -> (frame, box)
+
+    def link(self, faces: list[FoundFace], every_nth: int) -> None:
+        mapping: dict[int, int] = {}
+        for f in sorted(faces, key=lambda f: f.frame):
+            if f.track not in mapping:
+                best, best_iou = None, 0.3
+                for gid, (frame, box) in self.last.items():
+                    if 0 < f.frame - frame <= every_nth and gid not in mapping.values():
+                        v = iou(box, f.box)
+                        if v > best_iou:
+                            best, best_iou = gid, v
+                if best is None:
+                    best = self.next_id
+                    self.next_id += 1
+                mapping[f.track] = best
+            f.track = mapping[f.track]
+            self.last[f.track] = (f.frame, f.box)
+
+
+def _selected_frames(src: MediaSource, cfg: ExtractConfig) -> range:
+    """The frame indices this run processes in a source (frame counts of videos are
+    container estimates, used for progress and resume counts only)."""
+    if src.kind == "image":
+        return range(1)
+    n = src.frames or 0
+    end = n if cfg.end_frame is None else min(cfg.end_frame, n)
+    return range(cfg.start_frame, end, cfg.every_nth)
+
+
+def _face_record(fs: fsmod.FaceSet, key: str, f: FoundFace, folder: str) -> fsmod.Face:
+    name = f"{key}_f{f.frame:06d}_{f.index}.{fs.image_format}"
+    return fsmod.Face(
+        file=f"{folder}/{name}",
+        source=key,
+        frame=f.frame,
+        time=f.time,
+        box=[float(v) for v in f.box],
+        score=f.score,
+        landmarks=f.landmarks.tolist(),
+        matrix=f.matrix.tolist(),
+        yaw=f.yaw,
+        pitch=f.pitch,
+        roll=f.roll,
+        blur=f.blur,
+        residual=f.residual,
+        jitter=f.jitter,
+        embedding=None if f.embedding is None else [float(v) for v in f.embedding],
+        embedding_frame=f.embedding_frame,
+        track=f.track,
+        reason=f.rejected,
+    )
+
+
+def extract(
+    inputs: list[str],
+    output: str | os.PathLike,
+    cfg: ExtractConfig,
+    *,
+    identity: list[str] | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+    random_init: bool = False,
+) -> ExtractSummary:
+    """Run extraction. Raises BadInput (nothing written) for bad inputs; KeyboardInterrupt
+    after saving a valid, resumable face set."""
+    t_start = time.perf_counter()
+    out = Path(output)
+    sources = open_inputs(inputs)
+    backends = resolve_backends(cfg)
+    main_finder = None
+    refs = None
+    if identity:
+        main_finder = FaceFinder(cfg, backends, None, random_init)
+        refs = identity_references(identity, main_finder)
+    fs = open_output(out, cfg, force, sources)
+    fs.extract = to_dict(cfg)
+    (out / fsmod.REJECTED_DIR).mkdir(exist_ok=True)
+
+    summary = ExtractSummary(str(out), backends.detector, backends.aligner, backends.device)
+    summary.sources = len(sources)
+    rejected: Counter = Counter()
+    stage: dict[str, float] = defaultdict(float)
+
+    n_workers = cfg.workers or (os.cpu_count() or 1)
+    if backends.device != "cpu" or backends.detector == "s3fd" or backends.aligner == "fan":
+        n_workers = 1  # torch backends batch on one device; extra processes only fight over it
+    pool = None
+    if n_workers > 1:
+        ctx = mp.get_context("spawn")
+        pool = ctx.Pool(n_workers, _init_worker, (cfg, backends, refs, random_init))
+        run = lambda chunks: pool.imap(_work, chunks)  # noqa: E731
+    else:
+        finder = main_finder or FaceFinder(cfg, backends, refs, random_init)
+        finder.refs = refs
+        run = lambda chunks: map(finder.process, chunks)  # noqa: E731
+
+    last_save = time.monotonic()
+    try:
+        for src in sources:
+            key = src.key
+            source = fs.sources.get(key) or fsmod.Source(
+                path=str(src.path), sha256=src.sha256, kind=src.kind, width=src.width,
+                height=src.height, fps=src.fps, frames=src.frames,
+            )  # fmt: skip
+            fs.sources[key] = source
+            selected = _selected_frames(src, cfg)
+            total = len(selected)
+            already = sum(1 for i in selected if source.is_processed(i))
+            summary.frames_total += total
+            summary.frames_resumed += already
+            linker = _TrackLinker()
+            if fs.faces or fs.rejected:
+                linker.next_id = 1 + max(
+                    (f.track for f in fs.faces + fs.rejected if f.source == key), default=-1
+                )
+            t_decode = time.perf_counter()
+            for result in run(_chunks(src, source, cfg)):
+                stage["decode+transfer(main)"] += time.perf_counter() - t_decode
+                for k, v in result.seconds.items():
+                    stage[k] += v
+                t0 = time.perf_counter()
+                linker.link(result.faces, cfg.every_nth)
+                for reason, n in result.dropped.items():
+                    rejected[reason] += n
+                with_face = {f.frame for f in result.faces}
+                summary.frames_without_face += sum(1 for i in result.frames if i not in with_face)
+                for f in result.faces:
+                    summary.faces_found += 1
+                    folder = fsmod.REJECTED_DIR if f.rejected else fsmod.FACES_DIR
+                    rec = _face_record(fs, key, f, folder)
+                    fsmod.atomic_write_bytes(fs.path_of(rec), f.image)
+                    if f.rejected:
+                        rejected[f.rejected] += 1
+                        fs.rejected.append(rec)
+                    else:
+                        summary.faces_kept += 1
+                        fs.faces.append(rec)
+                source.mark_processed(result.frames)
+                summary.frames_read += len(result.frames)
+                stage["write"] += time.perf_counter() - t0
+                if time.monotonic() - last_save > cfg.save_every:
+                    fs.save()
+                    last_save = time.monotonic()
+                if progress:
+                    progress(len(result.frames), summary.faces_kept)
+                t_decode = time.perf_counter()
+    except OSError as exc:
+        fs.save()
+        raise BadInput(f"{out}: writing failed ({exc.strerror}); progress so far is saved") from None
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+        # runs on success, Ctrl-C and errors alike: what was written is indexed
+        try:
+            fs.save()
+        except OSError:
+            log.error("could not save the face set index in %s", out)
+    summary.rejected = dict(rejected)
+    summary.faces_in_set = len(fs.faces)
+    summary.seconds = time.perf_counter() - t_start
+    summary.frames_per_second = summary.frames_read / max(summary.seconds, 1e-9)
+    summary.stage_seconds = {k: round(v, 3) for k, v in stage.items()}
+    return summary

@@ -1,0 +1,77 @@
+"""Per-face measurements taken at extraction: pose, blur and landmark consistency."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from faceswap.extract.masks import landmark_mask
+
+# A generic head in millimetres-like units (x right, y down, z away from the camera), for the
+# six iBUG points that are most stable across people: nose tip, chin, outer eye corners and
+# mouth corners. The usual anthropometric model used for PnP head pose.
+_POSE_POINTS = [30, 8, 36, 45, 48, 54]
+_POSE_MODEL = np.array(
+    [
+        [0.0, 0.0, 0.0],
+        [0.0, 330.0, 65.0],
+        [-225.0, -170.0, 135.0],
+        [225.0, -170.0, 135.0],
+        [-150.0, 150.0, 125.0],
+        [150.0, 150.0, 125.0],
+    ]
+)
+
+
+def head_pose(landmarks: np.ndarray, frame_size: tuple[int, int]) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees from 68 landmarks by solvePnP on a generic head.
+
+    frame_size = (width, height); the camera is a pinhole with focal length = frame width.
+    yaw > 0: the face turns towards the image's right; pitch > 0: looking up; roll > 0: the
+    head tilts counter-clockwise on screen.
+    """
+    w, h = frame_size
+    f = float(max(w, h))
+    cam = np.array([[f, 0, w / 2.0], [0, f, h / 2.0], [0, 0, 1]], dtype=np.float64)
+    img_pts = np.asarray(landmarks, dtype=np.float64)[_POSE_POINTS]
+    ok, rvec, _ = cv2.solvePnP(_POSE_MODEL, img_pts, cam, None, flags=cv2.SOLVEPNP_ITERATIVE)
+    if not ok:
+        return 0.0, 0.0, 0.0
+    rot, _ = cv2.Rodrigues(rvec)
+    # R = Rz(roll) @ Ry(yaw) @ Rx(pitch) in camera axes (x right, y down, z forward).
+    yaw = np.degrees(np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0)))
+    pitch = np.degrees(np.arctan2(rot[2, 1], rot[2, 2]))
+    roll = np.degrees(np.arctan2(rot[1, 0], rot[0, 0]))
+    # The model's z points away from the camera, so a face turning to image-right has a
+    # negative rotation about y; flip signs to the documented convention.
+    return float(-yaw), float(pitch), float(-roll)
+
+
+def blur_score(face_bgr: np.ndarray, landmarks_aligned: np.ndarray | None = None) -> float:
+    """Variance of the Laplacian over the face at a fixed 128 px scale (lower = blurrier).
+
+    Resizing first makes scores comparable between crop sizes; masking to the landmark hull
+    keeps a sharp background from hiding a blurry face.
+    """
+    size = face_bgr.shape[0]
+    gray = cv2.cvtColor(face_bgr, cv2.COLOR_BGR2GRAY)
+    gray = cv2.resize(gray, (128, 128), interpolation=cv2.INTER_AREA)
+    lap = cv2.Laplacian(gray, cv2.CV_64F)
+    if landmarks_aligned is not None:
+        mask = landmark_mask(np.asarray(landmarks_aligned) * (128.0 / size), 128, "hull") > 0.5
+        if mask.sum() > 100:
+            return float(lap[mask].var())
+    return float(lap.var())
+
+
+def landmark_jitter(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean distance between two landmark sets of one face, in inter-ocular distances.
+
+    `a` and `b` come from the same aligner run on slightly shifted boxes; a confident aligner
+    gives nearly the same points (< 0.05), an unsure one (occlusion, profile, not a face)
+    moves them around. This is the "landmark consistency" outlier signal.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    iod = np.linalg.norm(a[36:42].mean(0) - a[42:48].mean(0))
+    return float(np.linalg.norm(a - b, axis=1).mean() / max(iod, 1e-6))
