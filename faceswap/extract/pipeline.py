@@ -132,6 +132,8 @@ def _check_writable(out: Path) -> None:
         target = target.parent
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out}: output exists and is not a folder")
+    if not target.is_dir():
+        raise BadInput(f"{out}: cannot create the output folder, {target} is not a folder")
     if not os.access(target, os.W_OK | os.X_OK):
         raise BadInput(f"{out}: output folder is not writable")
 
@@ -348,6 +350,11 @@ def extract(
             fs.save()
         except OSError:
             log.error("could not save the face set index in %s", out)
+    if summary.frames_read and not summary.faces_found and not summary.frames_resumed:
+        raise BadInput(
+            f"no face found in any of the {summary.frames_read} frames read from "
+            f"{', '.join(inputs)}; try --upsample 1, a smaller --min-size or --detector s3fd"
+        )
     summary.rejected = dict(rejected)
     summary.faces_in_set = len(fs.faces)
     summary.seconds = time.perf_counter() - t_start

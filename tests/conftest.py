@@ -1,0 +1,30 @@
+"""Shared fixtures: clips rendered from a real portrait, made once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from faceswap.synthetic import render_clip
+
+@pytest.fixture(scope="session")
+def astronaut_clip(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
+    """A 640x360 clip, 24 frames, the astronaut's face moving, turning and scaling."""
+    folder = tmp_path_factory.mktemp("clip")
+    path = folder / "astronaut.mp4"
+    mats = render_clip(path, 24, frame_size=(640, 360), base_scale=1.0, seed=3)
+    return path, mats
+
+
+@pytest.fixture(scope="session")
+def extracted(tmp_path_factory, astronaut_clip):
+    """The clip above, extracted once with the default CPU backends at 64 px."""
+    from faceswap.config import ExtractConfig
+    from faceswap.extract.pipeline import extract
+
+    out = tmp_path_factory.mktemp("fs") / "set"
+    cfg = ExtractConfig(size=64, workers=1)
+    summary = extract([str(astronaut_clip[0])], out, cfg)
+    return out, summary
