@@ -350,12 +350,24 @@ def _run_weights(args: argparse.Namespace) -> int:
 # ---- main -----------------------------------------------------------------------------------
 
 COMMANDS: dict[str, tuple[str, str, Callable, Callable]] = {
-    "extract": ("detect, align and save faces from videos and images into a face set",
-                EXTRACT_EXAMPLES, _add_extract, _run_extract),  # fmt: skip
-    "faceset": ("inspect and curate a face set (info, sort, filter, dedupe, remove, restore)",
-                FACESET_EXAMPLES, _add_faceset, _run_faceset),  # fmt: skip
-    "weights": ("list or download detector/landmark weights", WEIGHTS_EXAMPLES, _add_weights,
-                _run_weights),  # fmt: skip
+    "extract": (
+        "detect, align and save faces from videos and images into a face set",
+        EXTRACT_EXAMPLES,
+        _add_extract,
+        _run_extract,
+    ),  # fmt: skip
+    "faceset": (
+        "inspect and curate a face set (info, sort, filter, dedupe, remove, restore)",
+        FACESET_EXAMPLES,
+        _add_faceset,
+        _run_faceset,
+    ),  # fmt: skip
+    "weights": (
+        "list or download detector/landmark weights",
+        WEIGHTS_EXAMPLES,
+        _add_weights,
+        _run_weights,
+    ),  # fmt: skip
 }
 
 

@@ -381,8 +381,9 @@ def load(root: str | os.PathLike) -> FaceSet:
         extract=data.get("extract") if isinstance(data.get("extract"), dict) else {},
         sources=sources,
         faces=[_face_from(d, root, f"face {i}", sources) for i, d in enumerate(faces)],
-        rejected=[_face_from(d, root, f"rejected face {i}", sources)
-                  for i, d in enumerate(rejected)],  # fmt: skip
+        rejected=[
+            _face_from(d, root, f"rejected face {i}", sources) for i, d in enumerate(rejected)
+        ],  # fmt: skip
         created=str(data.get("created", "")),
         updated=str(data.get("updated", "")),
     )

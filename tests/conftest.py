@@ -9,6 +9,7 @@ import pytest
 
 from faceswap.synthetic import render_clip
 
+
 @pytest.fixture(scope="session")
 def astronaut_clip(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
     """A 640x360 clip, 24 frames, the astronaut's face moving, turning and scaling."""

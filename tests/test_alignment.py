@@ -22,7 +22,9 @@ def _face_landmarks(scale=200.0, angle=0.0, shift=(300.0, 200.0)) -> np.ndarray:
 def test_umeyama_recovers_a_known_similarity():
     src = np.random.default_rng(0).normal(size=(30, 2))
     a = np.radians(23)
-    true = np.array([[1.7 * np.cos(a), -1.7 * np.sin(a), 4.0], [1.7 * np.sin(a), 1.7 * np.cos(a), -2.0]])
+    true = np.array(
+        [[1.7 * np.cos(a), -1.7 * np.sin(a), 4.0], [1.7 * np.sin(a), 1.7 * np.cos(a), -2.0]]
+    )
     dst = al.transform_points(true, src)
     np.testing.assert_allclose(al.umeyama(src, dst), true, atol=1e-9)
 

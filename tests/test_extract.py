@@ -13,7 +13,7 @@ from faceswap.errors import BadInput
 from faceswap.extract.aligners import DlibAligner
 from faceswap.extract.alignment import transform_points
 from faceswap.extract.pipeline import extract
-from faceswap.synthetic import astronaut, head_motion, render_clip
+from faceswap.synthetic import astronaut, head_motion
 
 from helpers import shared_data
 

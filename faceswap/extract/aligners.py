@@ -100,8 +100,10 @@ class FanAligner:
             return []
         mats = [fan_crop_matrix(np.asarray(b, float)) for b in boxes]
         crops = np.stack(
-            [cv2.warpAffine(frame, m, (_FAN_INPUT, _FAN_INPUT), flags=cv2.INTER_LINEAR)
-             for m in mats]
+            [
+                cv2.warpAffine(frame, m, (_FAN_INPUT, _FAN_INPUT), flags=cv2.INTER_LINEAR)
+                for m in mats
+            ]
         )  # (N, 256, 256, 3) fmt: skip
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0).to(self.device)
         with torch.no_grad():

@@ -340,7 +340,9 @@ def extract(
                 t_decode = time.perf_counter()
     except OSError as exc:
         fs.save()
-        raise BadInput(f"{out}: writing failed ({exc.strerror}); progress so far is saved") from None
+        raise BadInput(
+            f"{out}: writing failed ({exc.strerror}); progress so far is saved"
+        ) from None
     finally:
         if pool is not None:
             pool.terminate()
