@@ -315,7 +315,7 @@ def face_hashes(fs: FaceSet, faces: list[Face] | None = None) -> np.ndarray:
     if not faces:
         return np.zeros(0, np.uint64)
     # Decoding dominates; OpenCV releases the GIL, so threads scale it across cores.
-    workers = max(1, min(8, os.cpu_count() or 1, len(faces)))
+    workers = max(1, min(16, os.cpu_count() or 1, len(faces)))
     with ThreadPoolExecutor(workers) as pool:
         hashes = list(pool.map(lambda f: _dhash(fs.load_image(f)), faces, chunksize=64))
     return np.asarray(hashes, np.uint64)
@@ -379,8 +379,8 @@ def find_duplicates(fs: FaceSet, threshold: int = DUPLICATE_THRESHOLD) -> list[t
     """Near-duplicate faces as (duplicate_to_reject, kept_face) pairs.
 
     Faces are hashed (64-bit dHash of the aligned image) and grouped greedily in (source,
-    frame) order: a face within `threshold` bits of an earlier group's first face joins that
-    group. Each group keeps its sharpest face (highest blur score; earliest on a tie).
+    frame) order: a face within `threshold` bits of the first face of an earlier group joins
+    the nearest such group. Each group keeps its sharpest face (highest blur; earliest on a tie).
     """
     if isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 <= threshold <= 64:
         raise BadInput(f"duplicate threshold must be an integer from 0 to 64, got {threshold!r}")
@@ -561,7 +561,9 @@ def select(fs: FaceSet, names: list[str]) -> list[Face]:
     for name in names:
         f = by_name.get(_lookup(name))
         if f is None:
-            where = "is already rejected" if _lookup(name) in rejected else "is not in this face set"
+            where = (
+                "is already rejected" if _lookup(name) in rejected else "is not in this face set"
+            )
             raise BadInput(f"face {name!r} {where}")
         if id(f) not in seen:
             seen.add(id(f))

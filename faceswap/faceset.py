@@ -19,6 +19,7 @@ so a crash at any moment leaves either the old or the new index, both valid.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import json
@@ -180,13 +181,7 @@ class FaceSet:
         return h.hexdigest()[:16]
 
     # ---- writing -----------------------------------------------------------------------
-    def to_json(self) -> dict[str, Any]:
-        def face(f: Face) -> dict[str, Any]:
-            d = dataclasses.asdict(f)
-            if d["reason"] is None:
-                del d["reason"]
-            return _round(d)
-
+    def _header(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -198,25 +193,51 @@ class FaceSet:
             "updated": self.updated,
             "extract": self.extract,
             "sources": {k: dataclasses.asdict(s) for k, s in self.sources.items()},
-            "faces": [face(f) for f in self.faces],
-            "rejected": [face(f) for f in self.rejected],
         }
+
+    def to_json(self) -> dict[str, Any]:
+        """The index as plain data (what `save` writes)."""
+        return json.loads(self.dumps())
+
+    def dumps(self) -> str:
+        """The index as compact JSON text. Faces are serialized once and cached, so saving a
+        growing set during a long extraction costs only the new faces."""
+        head = json.dumps(self._header(), separators=(",", ":"))
+        faces = ",".join(_face_json(f) for f in self.faces)
+        rejected = ",".join(_face_json(f) for f in self.rejected)
+        return f'{head[:-1]},"faces":[{faces}],"rejected":[{rejected}]}}'
 
     def save(self) -> None:
         """Atomically replace the index (temp file in the same folder, fsync, rename)."""
         self.updated = _now()
-        atomic_write_text(self.index_path, json.dumps(self.to_json(), separators=(",", ":")))
+        atomic_write_text(self.index_path, self.dumps())
 
 
-def _round(obj: Any) -> Any:
-    """Round floats to 5 significant decimals: keeps the index small and diffs readable."""
-    if isinstance(obj, float):
-        return round(obj, 5) if math.isfinite(obj) else None
-    if isinstance(obj, list):
-        return [_round(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: _round(v) for k, v in obj.items()}
-    return obj
+_ARRAYS = ("landmarks", "matrix", "embedding", "box")
+_DECIMALS = {"landmarks": 3, "box": 3, "embedding": 5}
+
+
+def _face_json(f: Face) -> str:
+    """One face as JSON, rounded (landmarks to 1/1000 px, embeddings to 1e-5) to keep the
+    index small; cached on the face and redone when any of its scalar fields changed."""
+    scalars = tuple(getattr(f, n) for n in _FACE_FIELDS if n not in _ARRAYS)
+    cached = f.__dict__.get("_json")
+    if cached is not None and cached[0] == scalars:
+        return cached[1]
+    d: dict[str, Any] = {}
+    for name in _FACE_FIELDS:
+        v = getattr(f, name)
+        if name in _ARRAYS and v is not None:
+            arr = np.asarray(v, dtype=np.float64)
+            v = np.round(arr, _DECIMALS[name]).tolist() if name in _DECIMALS else arr.tolist()
+        elif isinstance(v, float):
+            v = round(v, 6) if math.isfinite(v) else None
+        if name == "reason" and v is None:
+            continue
+        d[name] = v
+    text = json.dumps(d, separators=(",", ":"))
+    f.__dict__["_json"] = (scalars, text)
+    return text
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -230,21 +251,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
 
 
 # ---- loading and validation -------------------------------------------------------------
@@ -259,11 +272,14 @@ def _num(x: Any) -> bool:
 
 
 def _matrix(x: Any, rows: int, cols: int) -> bool:
-    return (
-        isinstance(x, list)
-        and len(x) == rows
-        and all(isinstance(r, list) and len(r) == cols and all(_num(v) for v in r) for r in x)
-    )
+    """x is a rows x cols nested list of finite numbers (no bools, strings or ragged rows)."""
+    if not isinstance(x, list) or len(x) != rows:
+        return False
+    try:
+        arr = np.asarray(x)
+    except (ValueError, TypeError):
+        return False
+    return arr.shape == (rows, cols) and arr.dtype.kind in "if" and bool(np.isfinite(arr).all())
 
 
 def safe_relpath(rel: Any, allowed_dirs: tuple[str, ...]) -> bool:
@@ -291,11 +307,11 @@ def _face_from(d: Any, root: Path, where: str, sources: dict[str, Source]) -> Fa
         raise _bad(root, f"{where} lacks {missing[0]!r}")
     if not safe_relpath(d["file"], (FACES_DIR, REJECTED_DIR)):
         raise _bad(root, f"{where} has an unsafe file path {str(d['file'])[:80]!r}")
-    if d["source"] not in sources:
+    if not isinstance(d["source"], str) or d["source"] not in sources:
         raise _bad(root, f"{where} names an unknown source {str(d['source'])[:40]!r}")
     if not (isinstance(d["frame"], int) and not isinstance(d["frame"], bool) and d["frame"] >= 0):
         raise _bad(root, f"{where} has a bad frame number")
-    if not (isinstance(d["box"], list) and len(d["box"]) == 4 and all(_num(v) for v in d["box"])):
+    if not _matrix([d["box"]] if isinstance(d["box"], list) else None, 1, 4):
         raise _bad(root, f"{where} has a bad box")
     if not _matrix(d["landmarks"], 68, 2):
         raise _bad(root, f"{where}: landmarks must be 68 x 2 numbers")
@@ -305,10 +321,14 @@ def _face_from(d: Any, root: Path, where: str, sources: dict[str, Source]) -> Fa
         if not _num(d[key]):
             raise _bad(root, f"{where}: {key} must be a finite number")
     emb = d.get("embedding")
-    if emb is not None and not (
-        isinstance(emb, list) and len(emb) == 128 and all(_num(v) for v in emb)
-    ):
+    if emb is not None and not _matrix([emb] if isinstance(emb, list) else emb, 1, 128):
         raise _bad(root, f"{where}: embedding must be 128 numbers or null")
+    for key in ("track", "embedding_frame"):
+        v = d.get(key)
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool)):
+            raise _bad(root, f"{where}: {key} must be an integer")
+    if d.get("reason") is not None and not isinstance(d["reason"], str):
+        raise _bad(root, f"{where}: reason must be text")
     if d.get("time") is not None and not _num(d["time"]):
         raise _bad(root, f"{where}: time must be a number or null")
     return Face(**d)
@@ -319,6 +339,12 @@ def _source_from(d: Any, root: Path, key: str) -> Source:
     names = {f.name for f in dataclasses.fields(Source)}
     if not isinstance(d, dict) or set(d) - names or not {"path", "sha256", "kind"} <= set(d):
         raise _bad(root, f"{where} is malformed")
+    if not all(isinstance(d.get(k), str) for k in ("path", "sha256", "kind")):
+        raise _bad(root, f"{where}: path, sha256 and kind must be text")
+    if d.get("fps") is not None and not (_num(d["fps"]) and d["fps"] > 0):
+        raise _bad(root, f"{where}: fps must be a positive number")
+    if d.get("frames") is not None and not (isinstance(d["frames"], int) and d["frames"] >= 0):
+        raise _bad(root, f"{where}: frames must be a non-negative integer")
     for k in ("width", "height"):
         if not (isinstance(d.get(k), int) and 0 < d[k] <= 65536):
             raise _bad(root, f"{where}: {k} must be a positive integer up to 65536")

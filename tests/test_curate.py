@@ -340,7 +340,11 @@ def test_move_to_rejected_and_restore(fs: FaceSet) -> None:
 
     assert curate.restore(again, None) == 1
     final = _assert_valid(root)
-    assert len(final.faces) == 14 and final.rejected == [] and list((root / REJECTED_DIR).iterdir()) == []
+    assert (
+        len(final.faces) == 14
+        and final.rejected == []
+        and list((root / REJECTED_DIR).iterdir()) == []
+    )
     assert all(f.reason is None for f in final.faces)
     # The files went through the round trip unchanged.
     assert (root / FACES_DIR / "blurred.png").read_bytes() == blurred_bytes

@@ -198,23 +198,26 @@ class FaceFinder:
                 t0 = time.perf_counter()
                 dets = self.detect(rgb)
                 secs["detect"] += time.perf_counter() - t0
+                kept = []
+                for d in dets:
+                    if min(d.box[2] - d.box[0], d.box[3] - d.box[1]) < cfg.min_size:
+                        dropped["too small"] += 1
+                    else:
+                        kept.append(d)
+                if cfg.max_faces and len(kept) > cfg.max_faces:
+                    # the largest faces are the subjects; the rest are crowd and background
+                    kept.sort(key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+                    dropped["over max_faces"] += len(kept) - cfg.max_faces
+                    kept = kept[: cfg.max_faces]
                 found = []
                 t0 = time.perf_counter()
-                for d in dets:
-                    side = min(d.box[2] - d.box[0], d.box[3] - d.box[1])
-                    if side < cfg.min_size:
-                        dropped["too small"] += 1
-                        continue
+                for d in kept:
                     lms, jit = self._landmarks(rgb, d.box)
                     trk = max(tracks, key=lambda t: iou(t.box, d.box), default=None)
                     if trk is not None and iou(trk.box, d.box) < 0.3:
                         trk = None
                     found.append((d.box, d.score, lms, jit, trk))
                 secs["landmarks"] += time.perf_counter() - t0
-                if cfg.max_faces and len(found) > cfg.max_faces:
-                    found.sort(key=lambda f: -(f[0][2] - f[0][0]) * (f[0][3] - f[0][1]))
-                    dropped["over max_faces"] += len(found) - cfg.max_faces
-                    found = found[: cfg.max_faces]
             found.sort(key=lambda f: f[0][0])
             new_tracks: list[_Track] = []
             for n, (box, score, lms, jit, trk) in enumerate(found):

@@ -63,25 +63,42 @@ def cuda_available() -> bool:
 
 
 def resolve_backends(cfg: ExtractConfig) -> Backends:
-    """Turn auto choices into concrete ones; log what was picked and why."""
-    cuda = cuda_available()
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if cuda else "cpu"
-    if device.startswith("cuda") and not cuda:
+    """Turn auto choices into concrete ones; log what was picked and why.
+
+    torch is imported (seconds) only when a face-alignment backend could be used: the auto
+    choice looks for the weight files first, so a CPU-only dlib run never pays for it.
+    """
+    fa_weights = {
+        name: weights.find_face_alignment_weight(name, cfg.weights_dir) is not None
+        for name in ("s3fd", "fan")
+    }
+    wants_torch = (
+        cfg.detector == "s3fd"
+        or cfg.aligner == "fan"
+        or (cfg.detector == "auto" and fa_weights["s3fd"])
+        or (cfg.aligner == "auto" and fa_weights["fan"])
+    )
+    cuda = wants_torch and cfg.device != "cpu" and cuda_available()
+    device = cfg.device if cfg.device != "auto" else ("cuda" if cuda else "cpu")
+    if device.startswith("cuda") and not cuda_available():
         raise MissingBackend("device cuda was asked for, but torch sees no CUDA GPU")
-    detector, aligner = cfg.detector, cfg.aligner
-    if detector == "auto":
-        ok = cuda and weights.find_face_alignment_weight("s3fd", cfg.weights_dir) is not None
-        detector = "s3fd" if ok else "dlib-hog"
-        log.info("detector auto -> %s (%s)", detector,
-                 "CUDA and S3FD weights found" if ok else "no CUDA or no S3FD weights")  # fmt: skip
-    if aligner == "auto":
-        ok = cuda and weights.find_face_alignment_weight("fan", cfg.weights_dir) is not None
-        aligner = "fan" if ok else "dlib"
-        log.info("aligner auto -> %s (%s)", aligner,
-                 "CUDA and FAN weights found" if ok else "no CUDA or no FAN weights")  # fmt: skip
-    return Backends(detector, aligner, device)
+    picked = {}
+    for kind, name, fa_name, fallback in (
+        ("detector", cfg.detector, "s3fd", "dlib-hog"),
+        ("aligner", cfg.aligner, "fan", "dlib"),
+    ):
+        if name != "auto":
+            picked[kind] = name
+            continue
+        ok = cuda and fa_weights[fa_name]
+        picked[kind] = fa_name if ok else fallback
+        why = (
+            "CUDA and weights found"
+            if ok
+            else ("no CUDA GPU" if fa_weights[fa_name] else f"no {fa_name} weights")
+        )
+        log.info("%s auto -> %s (%s)", kind, picked[kind], why)
+    return Backends(picked["detector"], picked["aligner"], device)
 
 
 # ---- worker processes -------------------------------------------------------------------
