@@ -127,7 +127,9 @@ def _run_extract(args: argparse.Namespace) -> int:
     cfg = load_config(ExtractConfig, args.config, overrides)
     bar = _progress(None, "extract")
 
-    def progress(frames: int, kept: int) -> None:
+    def progress(frames: int, kept: int, todo: int) -> None:
+        if bar.total != todo:
+            bar.total = todo
         bar.update(frames)
         bar.set_postfix(faces=kept, refresh=False)
 
@@ -233,10 +235,19 @@ def _print_moved(flagged, verb: str, dry: bool) -> None:
 
 
 def _run_faceset(args: argparse.Namespace) -> int:
-    from faceswap import curate
     from faceswap import faceset as fsmod
 
     fs = fsmod.load(args.faceset)
+    if args.action in ("filter", "dedupe", "remove", "restore"):
+        with fsmod.writer_lock(fs.root):
+            # reload under the lock: another writer may have saved since the first load
+            return _faceset_action(args, fsmod.load(args.faceset))
+    return _faceset_action(args, fs)
+
+
+def _faceset_action(args: argparse.Namespace, fs) -> int:
+    from faceswap import curate
+
     if args.action == "info":
         data = curate.info(fs)
 
@@ -405,6 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     except BadInput as exc:
         sys.stderr.write(f"faceswap {args.command}: error: {exc}\n")
         return 2
+    except BrokenPipeError:
+        # the reader went away (`faceswap faceset info X | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write(f"faceswap {args.command}: interrupted; work so far is saved, "
                          "run the same command again to resume\n")  # fmt: skip

@@ -26,7 +26,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -419,6 +419,32 @@ def load(root: str | os.PathLike) -> FaceSet:
             raise _bad(root, f"face file {f.file!r} is listed twice")
         seen.add(f.file)
     return fs
+
+
+@contextlib.contextmanager
+def writer_lock(root: str | os.PathLike) -> Iterator[None]:
+    """Exclusive right to change a face set, so two extracts (or an extract and a curation)
+    never interleave their saves. Released when the process exits, even on kill -9."""
+    import fcntl
+
+    root = Path(root)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fh = open(root / ".lock", "w")  # noqa: SIM115 (closed by the with below)
+    except OSError as exc:
+        raise FaceSetError(f"{root}: cannot write here ({exc.strerror})") from None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise FaceSetError(
+                f"{root}: another faceswap process is writing to this face set; wait for it "
+                "to finish or stop it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def create(root: str | os.PathLike, size: int, centering: str, image_format: str) -> FaceSet:

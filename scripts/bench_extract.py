@@ -286,8 +286,10 @@ def run_extract(clip: Path, cfg: ExtractConfig, workdir: Path) -> dict:
     marks: list[tuple[float, int]] = []
     done = 0
 
-    def progress(n: int, _kept: int) -> None:
+    def progress(n: int, _kept: int, _todo: int) -> None:
         nonlocal done
+        if not n:
+            return
         done += n
         marks.append((time.perf_counter(), done))
 

@@ -82,7 +82,7 @@ def test_fan_random_weights_give_68_points_per_box():
 
 def test_finder_runs_end_to_end_on_s3fd_and_fan_code_paths():
     torch.manual_seed(0)
-    cfg = ExtractConfig(size=64, embed=False, min_score=0.01, max_faces=2)
+    cfg = ExtractConfig(size=64, embed=False, min_score=0.01, max_faces=1)
     finder = FaceFinder(cfg, Backends("s3fd", "fan", "cpu"), random_init=True)
     face = np.ascontiguousarray(astronaut()[40:296, 96:352, ::-1])  # 256 px keeps S3FD quick
     frames = [(i, i / 25, face.copy()) for i in range(2)]

@@ -200,3 +200,11 @@ def test_cv2_imports_with_both_opencv_wheels_installed():
 
     ok, buf = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))
     assert ok and cv2.imdecode(buf, cv2.IMREAD_COLOR).shape == (8, 8, 3)
+
+
+def test_a_second_writer_is_refused_while_the_first_holds_the_set(capsys, astronaut_clip, tmp_path):
+    out = tmp_path / "set"
+    with fsmod.writer_lock(out):
+        code, _, err = _run(capsys, "extract", str(astronaut_clip[0]), "-o", str(out))
+    assert code == 2
+    _one_error_line(err, "another faceswap process")

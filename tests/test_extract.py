@@ -96,8 +96,9 @@ def test_interrupt_leaves_a_valid_face_set_that_resumes(astronaut_clip, tmp_path
     cfg = ExtractConfig(size=64, workers=1, embed=False, chunk=4)
     calls = []
 
-    def interrupt_after_two_chunks(frames: int, kept: int) -> None:
-        calls.append(frames)
+    def interrupt_after_two_chunks(frames: int, kept: int, todo: int) -> None:
+        if frames:
+            calls.append(frames)
         if len(calls) == 2:
             raise KeyboardInterrupt
 

@@ -30,7 +30,8 @@ from faceswap.media import MediaSource, open_inputs, read_image
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]  # (frames done in this call, faces kept so far)
+# (frames just done, faces kept so far, frames this run has to do in all)
+Progress = Callable[[int, int, int], None]
 
 
 @dataclass
@@ -108,8 +109,14 @@ _FINDER: FaceFinder | None = None
 
 def _init_worker(cfg: ExtractConfig, backends: Backends, refs, random_init: bool) -> None:
     global _FINDER
-    # each worker is one core's worth of work: stop OpenCV/BLAS from spawning more threads
+    import signal
+
     import cv2
+
+    # Ctrl-C is the main process's to handle (it saves, then stops the pool); a worker that
+    # dies of it mid-task would leave the pool waiting for a result forever
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # each worker is one core's worth of work: stop OpenCV/BLAS from spawning more threads
 
     cv2.setNumThreads(1)
     _FINDER = FaceFinder(cfg, backends, refs, random_init)
@@ -155,11 +162,15 @@ def _check_writable(out: Path) -> None:
         raise BadInput(f"{out}: output folder is not writable")
 
 
+def _check_output(out: Path) -> None:
+    """Refuse an output we must not write into, before anything is written there."""
+    _check_writable(out)
+    if out.exists() and not fsmod.is_faceset(out) and any(p.name != ".lock" for p in out.iterdir()):
+        raise BadInput(f"{out}: folder exists and is not a face set; choose another -o")
+
+
 def open_output(out: Path, cfg: ExtractConfig, force: bool, sources: list[MediaSource]):
     """Load the face set to resume, or create it; refuse an incompatible one untouched."""
-    _check_writable(out)
-    if out.exists() and any(out.iterdir()) and not fsmod.is_faceset(out):
-        raise BadInput(f"{out}: folder exists and is not a face set; choose another -o")
     if fsmod.is_faceset(out):
         fs = fsmod.load(out)
         if (fs.size, fs.centering) != (cfg.size, cfg.centering):
@@ -283,6 +294,14 @@ def extract(
     if identity:
         main_finder = FaceFinder(cfg, backends, None, random_init)
         refs = identity_references(identity, main_finder)
+    _check_output(out)
+    with fsmod.writer_lock(out):
+        return _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progress,
+                               random_init, t_start, inputs)  # fmt: skip
+
+
+def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progress,
+                    random_init, t_start, inputs) -> ExtractSummary:  # fmt: skip
     fs = open_output(out, cfg, force, sources)
     fs.extract = to_dict(cfg)
     (out / fsmod.REJECTED_DIR).mkdir(exist_ok=True)
@@ -305,20 +324,23 @@ def extract(
         finder.refs = refs
         run = lambda chunks: map(finder.process, chunks)  # noqa: E731
 
+    for src in sources:
+        fs.sources.setdefault(src.key, fsmod.Source(
+            path=str(src.path), sha256=src.sha256, kind=src.kind, width=src.width,
+            height=src.height, fps=src.fps, frames=src.frames,
+        ))  # fmt: skip
+        selected = _selected_frames(src, cfg)
+        summary.frames_total += len(selected)
+        summary.frames_resumed += sum(1 for i in selected if fs.sources[src.key].is_processed(i))
+    todo = summary.frames_total - summary.frames_resumed
+    if progress:
+        progress(0, 0, todo)
+
     last_save = time.monotonic()
     try:
         for src in sources:
             key = src.key
-            source = fs.sources.get(key) or fsmod.Source(
-                path=str(src.path), sha256=src.sha256, kind=src.kind, width=src.width,
-                height=src.height, fps=src.fps, frames=src.frames,
-            )  # fmt: skip
-            fs.sources[key] = source
-            selected = _selected_frames(src, cfg)
-            total = len(selected)
-            already = sum(1 for i in selected if source.is_processed(i))
-            summary.frames_total += total
-            summary.frames_resumed += already
+            source = fs.sources[key]
             linker = _TrackLinker()
             if fs.faces or fs.rejected:
                 linker.next_id = 1 + max(
@@ -353,7 +375,7 @@ def extract(
                     fs.save()
                     last_save = time.monotonic()
                 if progress:
-                    progress(len(result.frames), summary.faces_kept)
+                    progress(len(result.frames), summary.faces_kept, todo)
                 t_decode = time.perf_counter()
     except OSError as exc:
         fs.save()
