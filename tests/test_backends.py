@@ -106,3 +106,15 @@ def test_every_registered_detector_is_constructible_or_says_what_is_missing():
             make_detector(name, random_init=True)
         except MissingBackend as exc:
             assert "pip install" in str(exc) or "weights" in str(exc)
+
+
+def test_untracked_chunks_detect_all_frames_in_one_batch(monkeypatch):
+    cfg = ExtractConfig(size=64, embed=False, track=False)
+    finder = FaceFinder(cfg, Backends("dlib-hog", "dlib", "cpu"))
+    calls = []
+    real = finder.detector.detect
+    monkeypatch.setattr(finder.detector, "detect", lambda fr: calls.append(len(fr)) or real(fr))
+    bgr = np.ascontiguousarray(astronaut()[:, :, ::-1])
+    result = finder.process([(i, None, bgr.copy()) for i in range(3)])
+    assert calls == [3]
+    assert [f.frame for f in result.faces] == [0, 1, 2]

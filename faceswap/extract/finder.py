@@ -140,16 +140,22 @@ class FaceFinder:
     # ---- stages ------------------------------------------------------------------------
     def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
         """Detect on a copy downscaled to detect_size, boxes returned in full-frame pixels."""
-        h, w = frame_rgb.shape[:2]
-        scale = 1.0
-        if self.cfg.detect_size and max(h, w) > self.cfg.detect_size:
-            scale = self.cfg.detect_size / max(h, w)
-            small = cv2.resize(frame_rgb, (round(w * scale), round(h * scale)),
-                               interpolation=cv2.INTER_AREA)  # fmt: skip
-        else:
-            small = frame_rgb
-        dets = self.detector.detect([small])[0]
-        return [d.scaled(1.0 / scale) for d in dets]
+        return self.detect_many([frame_rgb])[0]
+
+    def detect_many(self, frames_rgb: list[np.ndarray]) -> list[list[Detection]]:
+        """Detect in several frames with one detector call (S3FD batches them on the GPU)."""
+        smalls, scales = [], []
+        for frame in frames_rgb:
+            h, w = frame.shape[:2]
+            scale = 1.0
+            if self.cfg.detect_size and max(h, w) > self.cfg.detect_size:
+                scale = self.cfg.detect_size / max(h, w)
+                frame = cv2.resize(frame, (round(w * scale), round(h * scale)),
+                                   interpolation=cv2.INTER_AREA)  # fmt: skip
+            smalls.append(frame)
+            scales.append(scale)
+        found = self.detector.detect(smalls)
+        return [[d.scaled(1.0 / s) for d in dets] for dets, s in zip(found, scales, strict=True)]
 
     def _landmarks(self, frame_rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float]:
         """Landmarks for a box, and their consistency under a 5% shift of the box."""
@@ -166,6 +172,12 @@ class FaceFinder:
         faces: list[FoundFace] = []
         tracks: list[_Track] = []
         next_track = 0
+        predetected: list[list[Detection]] | None = None
+        if not cfg.track and len(frames) > 1:
+            # no tracking: every frame is searched, so search them all in one batch
+            t0 = time.perf_counter()
+            predetected = self.detect_many([cv2.cvtColor(f[2], cv2.COLOR_BGR2RGB) for f in frames])
+            secs["detect"] += time.perf_counter() - t0
         for k, (fidx, ftime, bgr) in enumerate(frames):
             t0 = time.perf_counter()
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
@@ -196,7 +208,7 @@ class FaceFinder:
             secs["landmarks"] += time.perf_counter() - t0
             if full_search:
                 t0 = time.perf_counter()
-                dets = self.detect(rgb)
+                dets = predetected[k] if predetected is not None else self.detect(rgb)
                 secs["detect"] += time.perf_counter() - t0
                 kept = []
                 for d in dets:
