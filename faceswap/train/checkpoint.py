@@ -1,0 +1,239 @@
+"""Checkpoints: safetensors for every tensor, JSON for everything else; never pickle.
+
+    RUN/checkpoints/step-00012000/
+        model.safetensors       model weights ("encoder.*", "decoder_a.*", "decoder_b.*")
+        optimizer.safetensors   optimizer tensors (exp_avg, exp_avg_sq, ... per parameter)
+        rng.safetensors         torch CPU (and CUDA) generator states
+        state.json              step, optimizer hyper-parameters and scalar state, schedule,
+                                monitor, data-stream positions, numpy/python RNG, scaler,
+                                config, face-set fingerprints, lineage
+
+A checkpoint is written into a temporary folder, every file fsynced, then renamed into place,
+so a crash leaves the previous checkpoints untouched and never a half-written one. Loading
+reads safetensors and JSON only: nothing in a checkpoint can execute code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from faceswap.errors import BadInput
+
+FORMAT = "faceswap-checkpoint"
+VERSION = 1
+PREFIX = "step-"
+
+
+class CheckpointError(BadInput):
+    """A checkpoint that is missing, corrupt or not ours."""
+
+
+# ---- optimizer state <-> (tensors, json) ------------------------------------------------------
+
+
+def flatten_optimizer(state_dict: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split torch's optimizer state_dict into named tensors and JSON-able scalars."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in state_dict["state"].items():
+        for key, value in st.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(pid), {})[key] = value
+    return tensors, {"param_groups": state_dict["param_groups"], "scalars": scalars}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        pid, _, key = name.partition(".")
+        state.setdefault(int(pid), {})[key] = value
+    for pid, st in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(st)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+# ---- RNG ----------------------------------------------------------------------------------------
+
+
+def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"torch_cuda_{i}"] = s
+    py = random.getstate()
+    meta = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": _jsonable(np.random.get_state(legacy=False)),
+    }
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch_cpu"])
+    if torch.cuda.is_available():
+        states = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
+        if len(states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states)
+    py = meta["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    np.random.set_state(meta["numpy"])
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+# ---- atomic folders ------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_folder(final: Path, files: dict[str, Any]) -> None:
+    """Write files (tensor dicts -> safetensors, anything else -> JSON) into a temp folder and
+    rename it to `final`. An existing `final` is replaced only after the new one is complete."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        for name, content in files.items():
+            path = tmp / name
+            if name.endswith(".safetensors"):
+                save_file(content, str(path))
+            else:
+                path.write_text(json.dumps(content, indent=1, default=_jsonable))
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        if final.exists():
+            os.rename(final, old)
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    model_state: dict[str, torch.Tensor],
+    optimizer_state: dict[str, Any],
+    state: dict[str, Any],
+    *,
+    keep_last: int = 3,
+    best: bool = False,
+) -> Path:
+    """Write checkpoints/step-XXXXXXXX (and checkpoints/best when `best`); prune old ones."""
+    opt_tensors, opt_meta = flatten_optimizer(optimizer_state)
+    rng_tensors, rng_meta = rng_state()
+    meta = {"format": FORMAT, "version": VERSION, "step": step, "optimizer": opt_meta,
+            "rng": rng_meta, **state}  # fmt: skip
+    files = {
+        "model.safetensors": {k: v.detach().cpu().contiguous() for k, v in model_state.items()},
+        "optimizer.safetensors": opt_tensors,
+        "rng.safetensors": rng_tensors,
+        "state.json": meta,
+    }
+    folder = Path(run_dir) / "checkpoints"
+    path = folder / f"{PREFIX}{step:08d}"
+    _write_folder(path, files)
+    if best:
+        _write_folder(folder / "best", files)
+    for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete step checkpoints of a run, oldest first (temp folders are not listed)."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir()
+             if p.is_dir() and p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit()
+             and (p / "state.json").is_file()]  # fmt: skip
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def resolve_checkpoint(path_or_run: str | os.PathLike, which: str = "best") -> Path:
+    """A checkpoint folder, or a run folder (-> its `best`, else its latest checkpoint)."""
+    p = Path(path_or_run)
+    if (p / "state.json").is_file():
+        return p
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such run or checkpoint")
+    if which == "best" and (p / "checkpoints" / "best" / "state.json").is_file():
+        return p / "checkpoints" / "best"
+    latest = latest_checkpoint(p)
+    if latest is None:
+        raise CheckpointError(f"{p}: no checkpoint found (train the model first)")
+    return latest
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """{"model": tensors, "optimizer": state_dict, "rng": (tensors, meta), "state": json}."""
+    path = Path(path)
+
+    def tensors(name: str) -> dict[str, torch.Tensor]:
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{f}: missing (incomplete or not a faceswap checkpoint)")
+        try:
+            return load_file(str(f))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{f}: corrupt or not a safetensors file ({exc})") from None
+
+    try:
+        meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: not a faceswap checkpoint (no state.json)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError):
+        raise CheckpointError(f"{path / 'state.json'}: corrupt (not valid JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a faceswap checkpoint")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r} is not "
+                              f"supported (this faceswap reads {VERSION})")  # fmt: skip
+    opt_meta = meta.get("optimizer", {})
+    return {
+        "model": tensors("model.safetensors"),
+        "optimizer": unflatten_optimizer(tensors("optimizer.safetensors"), opt_meta),
+        "rng": (tensors("rng.safetensors"), meta.get("rng", {})),
+        "state": meta,
+    }
