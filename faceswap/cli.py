@@ -83,7 +83,7 @@ def _add_extract(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-size", type=int, help="drop faces smaller than this many pixels")
     p.add_argument("--max-faces", type=int, help="keep the N largest faces per frame")
     p.add_argument("--every-nth", type=int, help="process every n-th video frame")
-    p.add_argument("--frames", help="frame range START-END of videos, e.g. 120-480")
+    p.add_argument("--frames", help="video frames START-END, END not included (120-480, 120-)")
     p.add_argument("--size", type=int, help="aligned face size in pixels (default 256)")
     p.add_argument("--centering", help="face (default), head or legacy")
     p.add_argument("--image-format", help="png (default) or jpg")
@@ -146,7 +146,9 @@ def _run_extract(args: argparse.Namespace) -> int:
               f" (resumed past {s.frames_resumed}), without a face {s.frames_without_face}")  # fmt: skip
         print(f"  faces kept {s.faces_kept}, face set now holds {s.faces_in_set}")
         for reason, n in sorted(s.rejected.items()):
-            print(f"  faces rejected ({reason}): {n}")
+            print(f"  faces rejected to rejected/ ({reason}): {n}")
+        for reason, n in sorted(s.dropped.items()):
+            print(f"  detections not kept ({reason}): {n}")
         print(f"  {s.seconds:.1f} s, {s.frames_per_second:.1f} frames/s")
         if s.frames_read and not s.faces_found:
             print("  no face was found: check the input, or try --upsample 1 or --detector s3fd")
@@ -179,7 +181,7 @@ def _add_faceset(p: argparse.ArgumentParser) -> None:
     srt.add_argument("--by", required=True, help="blur, yaw, pitch, roll, identity, residual, "
                                                  "jitter, score or frame")  # fmt: skip
     srt.add_argument("--reverse", action="store_true", help="largest first")
-    srt.add_argument("--top", type=int, default=0, help="show only the first N")
+    srt.add_argument("--top", type=int, default=0, help="show (and export) only the first N")
     srt.add_argument("--export", metavar="DIR", help="write the faces in this order into DIR")
     srt.add_argument("--json", action="store_true", help="print as JSON")
     flt = sub.add_parser("filter", help="move outliers to rejected/ (never deletes)")
@@ -238,7 +240,8 @@ def _run_faceset(args: argparse.Namespace) -> int:
     from faceswap import faceset as fsmod
 
     fs = fsmod.load(args.faceset)
-    if args.action in ("filter", "dedupe", "remove", "restore"):
+    dry = getattr(args, "dry_run", False)
+    if args.action in ("filter", "dedupe", "remove", "restore") and not dry:
         with fsmod.writer_lock(fs.root):
             # reload under the lock: another writer may have saved since the first load
             return _faceset_action(args, fsmod.load(args.faceset))
@@ -273,7 +276,7 @@ def _faceset_action(args: argparse.Namespace, fs) -> int:
     elif args.action == "sort":
         ranked = curate.sort_faces(fs, args.by, reverse=args.reverse)
         shown = ranked[: args.top] if args.top else ranked
-        exported = curate.export_sorted(fs, ranked, Path(args.export)) if args.export else 0
+        exported = curate.export_sorted(fs, shown, Path(args.export)) if args.export else 0
         data = {"by": args.by, "faces": [{"name": f.name, "value": v} for f, v in shown],
                 "exported": exported}  # fmt: skip
 
@@ -290,16 +293,19 @@ def _faceset_action(args: argparse.Namespace, fs) -> int:
                      "yaw_beyond", "pitch_beyond", "score_below"):  # fmt: skip
             if getattr(args, name) is not None:
                 setattr(rule, name, getattr(args, name))
+        refs = _refs(args.identity)
+        if refs is not None and rule.identity_above is None:
+            rule.identity_above = 0.6  # dlib's same-person distance
         if rule == curate.FilterRule():
             raise BadInput("faceset filter: give --auto or at least one threshold option")
-        flagged = curate.find_outliers(fs, rule, _refs(args.identity))
+        flagged = curate.find_outliers(fs, rule, refs)
         moved = 0 if args.dry_run else curate.move_to_rejected(fs, flagged)
         data = {"rule": dataclasses.asdict(rule), "dry_run": args.dry_run, "moved": moved,
                 "flagged": [{"name": f.name, "reason": r} for f, r in flagged]}  # fmt: skip
         _out(args, data, lambda: _print_moved(flagged, "moved", args.dry_run))
     elif args.action == "dedupe":
         pairs = curate.find_duplicates(fs, args.threshold)
-        flagged = [(dup, f"near-duplicate of {kept.name}") for dup, kept in pairs]
+        flagged = [(dup, f"near-duplicate (of {kept.name})") for dup, kept in pairs]
         moved = 0 if args.dry_run else curate.move_to_rejected(fs, flagged)
         data = {"threshold": args.threshold, "dry_run": args.dry_run, "moved": moved,
                 "flagged": [{"name": f.name, "reason": r} for f, r in flagged]}  # fmt: skip
@@ -320,7 +326,7 @@ def _faceset_action(args: argparse.Namespace, fs) -> int:
 
 WEIGHTS_EXAMPLES = """examples:
   faceswap weights list
-  faceswap weights download            # s3fd and fan, into the torch hub cache
+  faceswap weights download            # s3fd and fan, into $FACESWAP_WEIGHTS or the torch hub cache
   faceswap weights download fan --weights-dir ~/faceswap-weights
 """
 

@@ -63,7 +63,9 @@ class ExtractConfig:
     track: bool = option(True, "detect near the previous frame's faces instead of the whole frame")
     redetect_every: int = option(8, "while tracking, search the whole frame every n frames")
     workers: int = option(0, "worker processes (0 = one per CPU core, in-process on CUDA)")
-    chunk: int = option(16, "consecutive frames handed to a worker at once")
+    chunk: int = option(
+        32, "consecutive frames handed to a worker at once (tracks restart per chunk)"
+    )
     save_every: float = option(10.0, "seconds between atomic saves of the face set index")
 
     def __post_init__(self) -> None:

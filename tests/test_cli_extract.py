@@ -174,6 +174,7 @@ def test_missing_weights_say_how_to_get_them(capsys, astronaut_clip, tmp_path, m
                         "--detector", "s3fd", "--weights-dir", str(tmp_path / "w"))  # fmt: skip
     assert code == 2
     _one_error_line(err, "s3fd-619a316812.pth", "faceswap weights download")
+    assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
 def test_weights_list_json(capsys):

@@ -37,8 +37,9 @@ def import_dlib():
 
 
 class DlibHogDetector:
-    """dlib's HOG + linear SVM frontal face detector: CPU, no weights file, finds faces down to
-    ~80 px per upsampling step less; scores are SVM margins (0 = the default threshold)."""
+    """dlib's HOG + linear SVM frontal face detector: CPU, no weights file. Its 80 px window
+    finds faces down to ~55 px; each upsampling step halves that. Scores are SVM margins
+    (0 = dlib's default threshold)."""
 
     name = "dlib-hog"
 

@@ -48,7 +48,8 @@ class ExtractSummary:
     faces_found: int = 0
     faces_kept: int = 0
     faces_in_set: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)  # kept in rejected/, by reason
+    dropped: dict[str, int] = field(default_factory=dict)  # detections not saved, by reason
     seconds: float = 0.0
     frames_per_second: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
@@ -63,7 +64,7 @@ def cuda_available() -> bool:
         return False
 
 
-def resolve_backends(cfg: ExtractConfig) -> Backends:
+def resolve_backends(cfg: ExtractConfig, check_weights: bool = True) -> Backends:
     """Turn auto choices into concrete ones; log what was picked and why.
 
     torch is imported (seconds) only when a face-alignment backend could be used: the auto
@@ -99,6 +100,11 @@ def resolve_backends(cfg: ExtractConfig) -> Backends:
             else ("no CUDA GPU" if fa_weights[fa_name] else f"no {fa_name} weights")
         )
         log.info("%s auto -> %s (%s)", kind, picked[kind], why)
+    if check_weights:
+        # an explicit face-alignment backend without its weights fails here, before any
+        # output is created, with the line that says how to get them
+        for name in {picked["detector"], picked["aligner"]} & {"s3fd", "fan"}:
+            weights.face_alignment_weight(name, cfg.weights_dir)
     return Backends(picked["detector"], picked["aligner"], device)
 
 
@@ -249,6 +255,13 @@ def _selected_frames(src: MediaSource, cfg: ExtractConfig) -> range:
     return range(cfg.start_frame, end, cfg.every_nth)
 
 
+def _finite(v: float) -> float:
+    """A degenerate face (e.g. all landmarks on one point) can measure NaN; store 0 instead
+    so one odd face never makes the index unloadable."""
+    v = float(v)
+    return v if np.isfinite(v) else 0.0
+
+
 def _face_record(fs: fsmod.FaceSet, key: str, f: FoundFace, folder: str) -> fsmod.Face:
     name = f"{key}_f{f.frame:06d}_{f.index}.{fs.image_format}"
     return fsmod.Face(
@@ -257,15 +270,15 @@ def _face_record(fs: fsmod.FaceSet, key: str, f: FoundFace, folder: str) -> fsmo
         frame=f.frame,
         time=f.time,
         box=[float(v) for v in f.box],
-        score=f.score,
+        score=_finite(f.score),
         landmarks=f.landmarks.tolist(),
         matrix=f.matrix.tolist(),
-        yaw=f.yaw,
-        pitch=f.pitch,
-        roll=f.roll,
-        blur=f.blur,
-        residual=f.residual,
-        jitter=f.jitter,
+        yaw=_finite(f.yaw),
+        pitch=_finite(f.pitch),
+        roll=_finite(f.roll),
+        blur=_finite(f.blur),
+        residual=_finite(f.residual),
+        jitter=_finite(f.jitter),
         embedding=None if f.embedding is None else [float(v) for v in f.embedding],
         embedding_frame=f.embedding_frame,
         track=f.track,
@@ -288,7 +301,9 @@ def extract(
     t_start = time.perf_counter()
     out = Path(output)
     sources = open_inputs(inputs)
-    backends = resolve_backends(cfg)
+    backends = resolve_backends(cfg, check_weights=not random_init)
+    if identity and not cfg.embed:
+        log.info("--identity needs embeddings: computing them although embed is off")
     main_finder = None
     refs = None
     if identity:
@@ -309,6 +324,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
     summary = ExtractSummary(str(out), backends.detector, backends.aligner, backends.device)
     summary.sources = len(sources)
     rejected: Counter = Counter()
+    dropped: Counter = Counter()
     stage: dict[str, float] = defaultdict(float)
 
     n_workers = cfg.workers or (os.cpu_count() or 1)
@@ -354,7 +370,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
                 t0 = time.perf_counter()
                 linker.link(result.faces, cfg.every_nth)
                 for reason, n in result.dropped.items():
-                    rejected[reason] += n
+                    dropped[reason] += n
                 with_face = {f.frame for f in result.faces}
                 summary.frames_without_face += sum(1 for i in result.frames if i not in with_face)
                 for f in result.faces:
@@ -397,6 +413,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
             f"{', '.join(inputs)}; try --upsample 1, a smaller --min-size or --detector s3fd"
         )
     summary.rejected = dict(rejected)
+    summary.dropped = dict(dropped)
     summary.faces_in_set = len(fs.faces)
     summary.seconds = time.perf_counter() - t_start
     summary.frames_per_second = summary.frames_read / max(summary.seconds, 1e-9)

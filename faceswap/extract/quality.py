@@ -26,16 +26,26 @@ _POSE_MODEL = np.array(
 def head_pose(landmarks: np.ndarray, frame_size: tuple[int, int]) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees from 68 landmarks by solvePnP on a generic head.
 
-    frame_size = (width, height); the camera is a pinhole with focal length = frame width.
-    yaw > 0: the face turns towards the image's right; pitch > 0: looking up; roll > 0: the
-    head tilts counter-clockwise on screen.
+    frame_size = (width, height); the camera is a pinhole with focal length = the longer frame
+    side. yaw > 0: the face turns towards the image's right; pitch > 0: looking up; roll > 0:
+    the head tilts counter-clockwise on screen. PnP on six points has a mirror solution (the
+    face seen from behind); starting the solver from a frontal head at the right distance
+    keeps it on the real one.
     """
     w, h = frame_size
     f = float(max(w, h))
     cam = np.array([[f, 0, w / 2.0], [0, f, h / 2.0], [0, 0, 1]], dtype=np.float64)
     img_pts = np.asarray(landmarks, dtype=np.float64)[_POSE_POINTS]
-    ok, rvec, _ = cv2.solvePnP(_POSE_MODEL, img_pts, cam, None, flags=cv2.SOLVEPNP_ITERATIVE)
-    if not ok:
+    # initial guess: no rotation, at the depth where the outer eye corners are as far apart
+    # as in the image (450 model units between points 36 and 45)
+    eye_px = max(float(np.linalg.norm(img_pts[3] - img_pts[2])), 1.0)
+    z = f * 450.0 / eye_px
+    nose = img_pts[0]
+    tvec = np.array([[(nose[0] - w / 2.0) * z / f], [(nose[1] - h / 2.0) * z / f], [z]])
+    rvec = np.zeros((3, 1))
+    ok, rvec, _ = cv2.solvePnP(_POSE_MODEL, img_pts, cam, None, rvec, tvec, True,
+                               flags=cv2.SOLVEPNP_ITERATIVE)  # fmt: skip
+    if not ok or not np.isfinite(rvec).all():
         return 0.0, 0.0, 0.0
     rot, _ = cv2.Rodrigues(rvec)
     # R = Rz(roll) @ Ry(yaw) @ Rx(pitch) in camera axes (x right, y down, z forward).

@@ -1,1 +1,1 @@
-"""Training: losses, LR schedules (pure functions of the step), monitoring and the LR finder."""
+"""Training: losses, LR schedules (pure functions of the step), checkpoints, monitoring, LR finder."""

@@ -267,8 +267,10 @@ class LossConfig:
                 raise ValueError(
                     f"unknown loss term {name!r} (valid terms: {', '.join(LOSS_TERMS)})"
                 )
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or not (
-                math.isfinite(w) and w >= 0
+            if (
+                isinstance(w, bool)
+                or not isinstance(w, (int, float))
+                or not (math.isfinite(w) and w >= 0)
             ):
                 raise ValueError(f"loss term {name!r} weight must be a finite number >= 0")
         if not any(w > 0 for w in self.terms.values()):
