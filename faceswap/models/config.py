@@ -1,0 +1,64 @@
+"""ModelConfig: which autoencoder to build and how wide it is.
+
+Lives in the models package (not faceswap/config.py) so that the architecture rules that
+validate it sit next to the code that builds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from faceswap.config import option
+
+# Architecture name -> the only resolutions it accepts. The classic models are defined at one
+# size (their dense layers are sized for that grid); only `sae` scales with the resolution.
+ARCH_NAMES = ("original", "lightweight", "dfl-h128", "sae")
+FIXED_RESOLUTION = {"original": 64, "lightweight": 64, "dfl-h128": 128}
+SAE_MIN_RES, SAE_MAX_RES, SAE_RES_STEP = 64, 512, 16
+PADDINGS = ("zero", "reflect")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and widths of the shared-encoder, dual-decoder autoencoder."""
+
+    arch: str = option("original", "architecture: original, lightweight, dfl-h128 or sae")
+    resolution: int = option(64, "face side in pixels (fixed per arch; sae: 64..512 step 16)")
+    encoder_dims: int = option(128, "width E of the first encoder conv (E, 2E, 4E, 8E)")
+    decoder_dims: int = option(64, "decoder width D: upscales 4D,2D,D (sae: 8D,4D,2D + res)")
+    bottleneck: int = option(1024, "size of the dense bottleneck, the shared identity-free code")
+    learn_mask: bool = option(True, "decoders also output a 1-channel face mask")
+    padding: str = option("zero", "conv padding: zero or reflect")
+    icnr: bool = option(True, "ICNR init of pixel-shuffle convs (no checkerboard at start)")
+
+    def __post_init__(self) -> None:
+        _check(
+            self.arch in ARCH_NAMES,
+            f"arch must be one of {', '.join(ARCH_NAMES)}, not {self.arch!r}",
+        )
+        if self.arch in FIXED_RESOLUTION:
+            need = FIXED_RESOLUTION[self.arch]
+            _check(
+                self.resolution == need,
+                f"arch {self.arch} works at resolution {need} only, not {self.resolution} "
+                "(use arch sae for other sizes)",
+            )
+        else:
+            _check(
+                SAE_MIN_RES <= self.resolution <= SAE_MAX_RES
+                and self.resolution % SAE_RES_STEP == 0,
+                f"sae resolution must be a multiple of {SAE_RES_STEP} between {SAE_MIN_RES} "
+                f"and {SAE_MAX_RES}, not {self.resolution}",
+            )
+        _check(8 <= self.encoder_dims <= 1024, "encoder_dims must be between 8 and 1024")
+        _check(8 <= self.decoder_dims <= 1024, "decoder_dims must be between 8 and 1024")
+        _check(16 <= self.bottleneck <= 16384, "bottleneck must be between 16 and 16384")
+        _check(
+            self.padding in PADDINGS,
+            f"padding must be one of {', '.join(PADDINGS)}, not {self.padding!r}",
+        )
