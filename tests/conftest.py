@@ -29,3 +29,21 @@ def extracted(tmp_path_factory, astronaut_clip):
     cfg = ExtractConfig(size=64, workers=1)
     summary = extract([str(astronaut_clip[0])], out, cfg)
     return out, summary
+
+
+@pytest.fixture(scope="session")
+def faceset_pair(tmp_path_factory) -> tuple[Path, Path]:
+    """Two face sets of two looks (the portrait and a recoloured copy), 120 frames each at
+    64 px: enough for a train/validation split of whole blocks of frames."""
+    from faceswap.config import ExtractConfig
+    from faceswap.extract.pipeline import extract
+    from faceswap.synthetic import astronaut, recolor_identity
+
+    root = tmp_path_factory.mktemp("pair")
+    out = []
+    for name, face, seed in (("a", None, 1), ("b", recolor_identity(astronaut()), 2)):
+        clip = root / f"{name}.mp4"
+        render_clip(clip, 120, frame_size=(480, 270), base_scale=0.75, seed=seed, face_rgb=face)
+        extract([str(clip)], root / name, ExtractConfig(size=64, embed=False))
+        out.append(root / name)
+    return out[0], out[1]

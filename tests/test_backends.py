@@ -118,3 +118,16 @@ def test_untracked_chunks_detect_all_frames_in_one_batch(monkeypatch):
     result = finder.process([(i, None, bgr.copy()) for i in range(3)])
     assert calls == [3]
     assert [f.frame for f in result.faces] == [0, 1, 2]
+
+
+def test_dlib_detector_reads_a_crop_of_a_frame_like_a_copy():
+    """A region of a frame is a strided numpy view; dlib must see the same pixels as a copy."""
+    frame = np.zeros((400, 700, 3), np.uint8)
+    frame[0:400, 100:500] = astronaut()[:400, :400]
+    roi = frame[20:300, 200:480]  # not contiguous; holds the face
+    assert not roi.flags["C_CONTIGUOUS"]
+    det = make_detector("dlib-hog")
+    for _ in range(3):  # misreads were intermittent
+        a = det.detect([roi])[0]
+        b = det.detect([roi.copy()])[0]
+        assert [tuple(d.box) for d in a] == [tuple(d.box) for d in b]

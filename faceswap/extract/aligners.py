@@ -21,6 +21,7 @@ class DlibAligner:
         self._predictor = self._dlib.shape_predictor(str(weights.dlib_weight("dlib-landmarks")))
 
     def landmarks(self, frame: np.ndarray, boxes: list[np.ndarray]) -> list[np.ndarray]:
+        frame = np.ascontiguousarray(frame)  # dlib misreads strided numpy views
         out = []
         for box in boxes:
             x0, y0, x1, y1 = (int(round(v)) for v in box)

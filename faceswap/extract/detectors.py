@@ -52,6 +52,8 @@ class DlibHogDetector:
     def detect(self, frames: list[np.ndarray]) -> list[list[Detection]]:
         out = []
         for frame in frames:
+            # dlib misreads strided numpy views (a crop of a frame): give it its own buffer
+            frame = np.ascontiguousarray(frame)
             rects, scores, _ = self._det.run(frame, self.upsample, self.min_score)
             out.append(
                 [
@@ -76,7 +78,7 @@ class DlibCnnDetector:
     def detect(self, frames: list[np.ndarray]) -> list[list[Detection]]:
         out = []
         for frame in frames:
-            found = self._det(frame, self.upsample)
+            found = self._det(np.ascontiguousarray(frame), self.upsample)
             dets = []
             for d in found:
                 r = d.rect

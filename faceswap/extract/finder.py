@@ -192,9 +192,13 @@ class FaceFinder:
                 t1 = time.perf_counter()
                 det = self.detect_near(rgb, trk.box)
                 secs["detect"] += time.perf_counter() - t1
+                t0 += time.perf_counter() - t1  # counted as detect, not landmarks
                 if det is None:  # the face left, was covered, or the shot changed
                     full_search = True
                     break
+                if min(det.box[2] - det.box[0], det.box[3] - det.box[1]) < cfg.min_size:
+                    dropped["too small"] += 1
+                    continue
                 lms, jit = self._landmarks(rgb, det.box)
                 found.append((det.box, det.score, lms, jit, trk))
             secs["landmarks"] += time.perf_counter() - t0

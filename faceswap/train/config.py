@@ -1,0 +1,71 @@
+"""TrainConfig: everything `faceswap train` needs, composed of the stage configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from faceswap.config import option
+from faceswap.data.augment import AugmentConfig
+from faceswap.models.config import ModelConfig
+from faceswap.train.losses import LossConfig
+from faceswap.train.schedules import ScheduleConfig
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `faceswap train`. Sub-sections: model, augment, loss, schedule."""
+
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "architecture"})
+    augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "augmentation"})
+    loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "loss terms"})
+    schedule: ScheduleConfig = field(
+        default_factory=ScheduleConfig, metadata={"help": "LR schedule"}
+    )
+    steps: int = option(10_000, "training steps (one step = one batch of A and one of B)")
+    batch_size: int = option(16, "faces per side per step")
+    seed: int = option(0, "seed of the split, data order, augmentation and init")
+    val_fraction: float = option(0.05, "share of each face set held out for validation")
+    val_every: int = option(250, "steps between validation runs")
+    val_batches: int = option(4, "batches per side per validation run (0 = all)")
+    overfit_evals: int = option(3, "warn when validation rises this many evaluations in a row")
+    early_stop: int = option(0, "stop after this many evaluations without a new best (0 = off)")
+    save_every: int = option(500, "steps between checkpoints")
+    keep_last: int = option(3, "step checkpoints kept (plus best)")
+    preview_every: int = option(250, "steps between preview grids (PNG and TensorBoard)")
+    log_every: int = option(10, "steps between TensorBoard scalars")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    beta1: float = option(0.5, "AdamW beta1 (0.5 as in the classic faceswap trainers)")
+    beta2: float = option(0.999, "AdamW beta2")
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)")
+    precision: str = option("auto", "auto (bf16 on CUDA if supported, else fp32), fp32, bf16, fp16")
+    channels_last: bool = option(True, "channels_last memory format (faster convolutions)")
+    compile: bool = option(False, "torch.compile the model")
+    device: str = option("auto", "auto, cpu or cuda")
+    num_workers: int = option(0, "data loader worker processes (CPU augmentation)")
+    nan_patience: int = option(5, "non-finite losses in a row before rolling back")
+    nan_lr_factor: float = option(0.5, "LR multiplier applied after a rollback")
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, "steps must be >= 1")
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(0.0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)")
+        for name in ("val_every", "save_every", "preview_every", "log_every"):
+            _check(getattr(self, name) >= 1, f"{name} must be >= 1")
+        _check(self.val_batches >= 0, "val_batches must be >= 0")
+        _check(self.overfit_evals >= 2, "overfit_evals must be >= 2")
+        _check(self.early_stop >= 0, "early_stop must be >= 0")
+        _check(self.keep_last >= 1, "keep_last must be >= 1")
+        _check(self.grad_clip >= 0, "grad_clip must be >= 0")
+        _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+               f"device must be auto, cpu or cuda, not {self.device!r}")  # fmt: skip
+        _check(self.num_workers >= 0, "num_workers must be >= 0")
+        _check(self.nan_patience >= 1, "nan_patience must be >= 1")
+        _check(0 < self.nan_lr_factor <= 1, "nan_lr_factor must be in (0, 1]")

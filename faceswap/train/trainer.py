@@ -1,0 +1,487 @@
+"""The training loop: one shared encoder, two decoders, two face sets.
+
+    for step in range(start, cfg.steps):
+        a, b = next(stream_a), next(stream_b)             # (B, 3, R, R) each, augmented
+        z = model.encode(cat(a.input, b.input))           # one encoder pass for both sides
+        loss = FaceLoss(decode(z_a, "a"), a) + FaceLoss(decode(z_b, "b"), b)
+        step the optimizer at lr_at(schedule, step)       # pure function of the step
+        every val_every: validation loss per side -> monitor (best, overfitting), plateau
+        every save_every: checkpoint (weights, optimizer, data positions, RNG, monitor)
+
+Everything that decides what happens at step t (LR, data order, augmentation, RNG) is either a
+pure function of t or saved in the checkpoint, so a resumed run is the uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from faceswap import __version__
+from faceswap import faceset as fsmod
+from faceswap.config import from_dict, to_dict
+from faceswap.data import BatchStream, FaceDataset, leak_report, split_train_val
+from faceswap.errors import BadInput
+from faceswap.models import Autoencoder, build_model, count_parameters, flops_per_sample
+from faceswap.train import checkpoint as ck
+from faceswap.train.config import TrainConfig
+from faceswap.train.losses import FaceLoss
+from faceswap.train.monitor import MonitorState, event_kind, monitor_update
+from faceswap.train.schedules import PlateauState, lr_at, plateau_update
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+# (step, {"loss": .., "lr": .., "samples_per_s": ..}) after each step
+Progress = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainSummary:
+    run: str
+    start_step: int
+    step: int
+    seconds: float
+    samples_per_second: float
+    parameters: int
+    flops_per_sample: int
+    device: str
+    precision: str
+    train_loss: float | None = None
+    val_loss: dict[str, float] = field(default_factory=dict)
+    best_val: float | None = None
+    best_step: int | None = None
+    events: list[str] = field(default_factory=list)
+    stopped: str = "finished"
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BadInput("--device cuda: torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (None = fp32)."""
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def check_facesets(fs_a: fsmod.FaceSet, fs_b: fsmod.FaceSet, cfg: TrainConfig) -> None:
+    """Refuse face sets the model cannot train on, with one line naming the set."""
+    for name, fs in (("A", fs_a), ("B", fs_b)):
+        if not fs.faces:
+            raise BadInput(f"face set {name} ({fs.root}) has no faces")
+    if (fs_a.size, fs_a.centering) != (fs_b.size, fs_b.centering):
+        raise BadInput(
+            f"face sets differ: A ({fs_a.root}) is {fs_a.size}px {fs_a.centering}, B "
+            f"({fs_b.root}) is {fs_b.size}px {fs_b.centering}; extract both with the same "
+            "--size and --centering"
+        )
+    if cfg.model.resolution > fs_a.size:
+        log.warning("model resolution %d is larger than the faces (%d px): faces are upscaled",
+                    cfg.model.resolution, fs_a.size)  # fmt: skip
+
+
+class Trainer:
+    """Owns the model, optimizer, data streams and run folder of one training run."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        fs_a: fsmod.FaceSet,
+        fs_b: fsmod.FaceSet,
+        run_dir: str | Path,
+        *,
+        lineage: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.fs = {"a": fs_a, "b": fs_b}
+        self.lineage = lineage or {}
+        check_facesets(fs_a, fs_b, cfg)
+        self.device = pick_device(cfg.device)
+        self.amp_dtype = pick_precision(cfg.precision, self.device)
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+
+        # data: a per-identity split that keeps neighbouring frames on one side
+        res = cfg.model.resolution
+        self.train_sets: dict[str, FaceDataset] = {}
+        self.val_sets: dict[str, FaceDataset] = {}
+        self.streams: dict[str, BatchStream] = {}
+        on_gpu = self.device.type == "cuda"
+        for side, fs in self.fs.items():
+            train_idx, val_idx = split_train_val(fs, cfg.val_fraction, seed=cfg.seed)
+            if leak_report(fs, train_idx, val_idx):
+                raise RuntimeError("train/val split leaked neighbouring frames")  # a bug, not input
+            if len(train_idx) < cfg.batch_size:
+                raise BadInput(
+                    f"face set {side.upper()} ({fs.root}) has {len(train_idx)} training faces, "
+                    f"fewer than a batch ({cfg.batch_size}); lower --batch-size or add faces"
+                )
+            self.train_sets[side] = FaceDataset(fs, train_idx, res, cfg.augment, cfg.seed)
+            self.val_sets[side] = FaceDataset(fs, val_idx, res, None, cfg.seed)
+            self.streams[side] = BatchStream(
+                self.train_sets[side], cfg.batch_size, seed=cfg.seed + (0 if side == "a" else 1),
+                num_workers=cfg.num_workers, device_augment=on_gpu, device=self.device,
+            )  # fmt: skip
+
+        self.model: Autoencoder = build_model(cfg.model).to(self.device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.parameters = count_parameters(self.model)
+        self.flops = flops_per_sample(build_model(cfg.model), res)["forward_backward"]
+        self.step_model = torch.compile(self.model) if cfg.compile else self.model
+        self.loss_fn = FaceLoss(cfg.loss)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=cfg.schedule.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
+            fused=on_gpu, foreach=None if on_gpu else True,
+        )  # fmt: skip
+        self.scaler = torch.amp.GradScaler(
+            "cuda", enabled=on_gpu and self.amp_dtype == torch.float16
+        )
+        self.step = 0
+        self.monitor = MonitorState()
+        self.plateau = PlateauState()
+        self.lr_scale = 1.0  # lowered by NaN rollbacks
+        self.nan_streak = 0
+        self.events: list[str] = []
+        self.train_losses: list[float] = []  # since the last validation
+        self.writer = None
+
+    # ---- run folder ------------------------------------------------------------------------
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "tool": f"faceswap {__version__}",
+            "config": to_dict(self.cfg),
+            "facesets": {
+                side: {
+                    "path": str(fs.root),
+                    "fingerprint": fs.fingerprint(),
+                    "faces": len(fs.faces),
+                    "size": fs.size,
+                    "centering": fs.centering,
+                }
+                for side, fs in self.fs.items()
+            },  # fmt: skip
+            "lineage": self.lineage,
+            "streams": {side: s.state_dict() for side, s in self.streams.items()},
+            "monitor": self.monitor.to_dict(),
+            "plateau": self.plateau.to_dict(),
+            "lr_scale": self.lr_scale,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+        }
+
+    def save(self, best: bool = False) -> Path:
+        return ck.save_checkpoint(
+            self.run_dir, self.step, self.model.state_dict(), self.optimizer.state_dict(),
+            self._metadata(), keep_last=self.cfg.keep_last, best=best,
+        )  # fmt: skip
+
+    def restore(self, path: Path) -> None:
+        """Load a checkpoint of this run: weights, optimizer, data positions, RNG, monitor."""
+        data = ck.load_checkpoint(path)
+        try:
+            self.model.load_state_dict(data["model"])
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise BadInput(f"{path}: checkpoint does not fit this model ({first})") from None
+        self.optimizer.load_state_dict(data["optimizer"])
+        st = data["state"]
+        self.step = int(st["step"])
+        for side, s in self.streams.items():
+            s.load_state_dict(st["streams"][side])
+        self.monitor = MonitorState.from_dict(st.get("monitor", {}))
+        self.plateau = PlateauState.from_dict(st.get("plateau", {}))
+        self.lr_scale = float(st.get("lr_scale", 1.0))
+        if st.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(st["scaler"])
+        ck.set_rng_state(*data["rng"])
+        for side, fs in self.fs.items():
+            saved = st.get("facesets", {}).get(side, {}).get("fingerprint")
+            if saved and saved != fs.fingerprint():
+                log.warning("face set %s changed since this checkpoint (curated?): the split "
+                            "and data order differ from the original run", side.upper())  # fmt: skip
+
+    # ---- one step --------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def _prep(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        return {k: v.to(self.device, non_blocking=True).contiguous(memory_format=fmt)
+                if v.dim() == 4 else v for k, v in batch.items()}  # fmt: skip
+
+    def losses(self, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]):
+        """Total loss and per-side parts for a pair of batches (one fused encoder pass)."""
+        n = a["input"].shape[0]
+        with self._autocast():
+            z = self.step_model.encode(torch.cat([a["input"], b["input"]]))
+            out = {"a": self.step_model.decode(z[:n], "a"), "b": self.step_model.decode(z[n:], "b")}
+        parts = {}
+        total = 0.0
+        for side, batch in (("a", a), ("b", b)):
+            rgb, mask = out[side]
+            loss, p = self.loss_fn(rgb, mask, batch["target"], batch["mask"], batch["eyes"],
+                                   batch["mouth"])  # fmt: skip
+            total = total + loss
+            parts[side] = p["total"]
+        return total, parts
+
+    def train_step(self, lr: float | None = None) -> dict[str, float]:
+        """One optimizer step on a batch of A and a batch of B (lr: override the schedule,
+        for the LR range test)."""
+        cfg = self.cfg
+        if lr is None:
+            lr = lr_at(cfg.schedule, self.step, self.plateau.scale) * self.lr_scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        a = self._prep(next(self.streams["a"]))
+        b = self._prep(next(self.streams["b"]))
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, parts = self.losses(a, b)
+        if not torch.isfinite(loss):
+            self._non_finite()
+            return {"loss": float("nan"), "lr": lr, "skipped": 1.0}
+        self.nan_streak = 0
+        self.scaler.scale(loss).backward()
+        grad_norm = float("nan")
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            )
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        value = float(loss.detach())
+        self.train_losses.append(value)
+        return {"loss": value, "loss_a": parts["a"], "loss_b": parts["b"], "lr": lr,
+                "grad_norm": grad_norm}  # fmt: skip
+
+    def _non_finite(self) -> None:
+        """Skip the step; after nan_patience in a row, roll back and lower the LR."""
+        self.nan_streak += 1
+        self.step += 1  # the batch is consumed; the step counts so the schedule moves on
+        log.warning("non-finite loss at step %d (%d in a row): step skipped", self.step,
+                    self.nan_streak)  # fmt: skip
+        if self.nan_streak < self.cfg.nan_patience:
+            return
+        latest = ck.latest_checkpoint(self.run_dir)
+        scale = self.lr_scale * self.cfg.nan_lr_factor
+        if latest is not None:
+            self.restore(latest)
+        self.lr_scale = scale
+        self.nan_streak = 0
+        msg = (f"rollback: {self.cfg.nan_patience} non-finite losses in a row; back to "
+               f"{latest.name if latest else 'the current weights'} with the LR x{scale:g}")  # fmt: skip
+        log.warning(msg)
+        self.events.append(msg)
+
+    # ---- validation and previews -------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        self.model.eval()
+        out = {}
+        for side, ds in self.val_sets.items():
+            n = len(ds) if self.cfg.val_batches == 0 else min(
+                len(ds), self.cfg.val_batches * self.cfg.batch_size)  # fmt: skip
+            total, count = 0.0, 0
+            for start in range(0, n, self.cfg.batch_size):
+                items = [ds[i] for i in range(start, min(n, start + self.cfg.batch_size))]
+                batch = self._prep({k: torch.stack([it[k] for it in items])
+                                    for k in ("input", "target", "mask", "eyes", "mouth")})  # fmt: skip
+                with self._autocast():
+                    rgb, mask = self.model(batch["input"], side)
+                loss, _ = self.loss_fn(rgb, mask, batch["target"], batch["mask"], batch["eyes"],
+                                       batch["mouth"])  # fmt: skip
+                total += float(loss) * len(items)
+                count += len(items)
+            out[side] = total / max(count, 1)
+        return out
+
+    @torch.no_grad()
+    def preview(self, n: int = 4) -> np.ndarray:
+        """Grid rows of (A, A->A, A->B, B, B->B, B->A) on held-out faces: uint8 (H, W, 3) RGB."""
+        self.model.eval()
+        cells = []
+        for side, other in (("a", "b"), ("b", "a")):
+            ds = self.val_sets[side]
+            x = torch.stack([ds[i]["target"] for i in range(min(n, len(ds)))])
+            x = self._prep({"x": x})["x"]
+            with self._autocast():
+                z = self.model.encode(x)
+                same, _ = self.model.decode(z, side)
+                swap, _ = self.model.decode(z, other)
+            cells.append(torch.cat([x, same.float(), swap.float()], dim=3))  # side by side
+        rows = torch.cat([torch.cat([cells[0][i], cells[1][i]], dim=2)
+                          for i in range(min(len(cells[0]), len(cells[1])))], dim=1)  # fmt: skip
+        return (rows.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+
+    def _save_preview(self) -> Path:
+        import cv2
+
+        grid = self.preview()
+        folder = self.run_dir / "previews"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"step-{self.step:08d}.png"
+        ok, buf = cv2.imencode(".png", grid[:, :, ::-1])
+        if ok:
+            fsmod.atomic_write_bytes(path, buf.tobytes())
+            fsmod.atomic_write_bytes(self.run_dir / "preview.png", buf.tobytes())
+        if self.writer is not None:
+            self.writer.add_image("preview", grid, self.step, dataformats="HWC")
+        return path
+
+    def _evaluate(self) -> tuple[dict[str, float], bool, bool]:
+        """Validation + monitor + plateau. Returns (val losses, is best, stop early)."""
+        val = self.validate()
+        val_mean = (val["a"] + val["b"]) / 2
+        train_mean = float(np.mean(self.train_losses)) / 2 if self.train_losses else val_mean
+        self.train_losses = []
+        self.monitor, events = monitor_update(self.monitor, self.step, train_mean, val_mean,
+                                              self.cfg.overfit_evals)  # fmt: skip
+        if self.cfg.schedule.name == "plateau":
+            self.plateau = plateau_update(self.cfg.schedule, self.plateau, val_mean)
+        best = any(event_kind(e) == "best" for e in events)
+        for e in events:
+            if event_kind(e) != "best":
+                log.warning(e)
+                self.events.append(f"step {self.step}: {e}")
+        if self.writer is not None:
+            for side in ("a", "b"):
+                self.writer.add_scalar(f"val/loss_{side}", val[side], self.step)
+            self.writer.add_scalar("val/loss", val_mean, self.step)
+            self.writer.add_scalar("val/gap", val_mean - train_mean, self.step)
+        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(yaml.safe_dump({"step": self.step, "train": train_mean, "val_a": val["a"],
+                                     "val_b": val["b"], "gap": val_mean - train_mean},
+                                    default_flow_style=True, width=1000))  # fmt: skip
+        stop = bool(self.cfg.early_stop) and (
+            self.step - self.monitor.best_step >= self.cfg.early_stop * self.cfg.val_every
+        )
+        return val, best, stop
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def train(self, progress: Progress | None = None, tensorboard: bool = True) -> TrainSummary:
+        cfg = self.cfg
+        write_run_config(self.run_dir, cfg)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.run_dir / "logs"), purge_step=self.step)
+        start = self.step
+        t0 = time.perf_counter()
+        last = {"loss": math.nan}
+        stopped = "finished"
+        val: dict[str, float] = {}
+        try:
+            while self.step < cfg.steps:
+                t_step = time.perf_counter()
+                last = self.train_step()
+                rate = 2 * cfg.batch_size / max(time.perf_counter() - t_step, 1e-9)
+                last["samples_per_s"] = rate
+                if self.writer is not None and self.step % cfg.log_every == 0:
+                    for k, v in last.items():
+                        if math.isfinite(v):
+                            self.writer.add_scalar(f"train/{k}", v, self.step)
+                if progress:
+                    progress(self.step, last)
+                is_best = early = False
+                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                    val, is_best, early = self._evaluate()
+                if self.step % cfg.preview_every == 0 or self.step == cfg.steps:
+                    self._save_preview()
+                if self.step % cfg.save_every == 0 or self.step == cfg.steps or is_best:
+                    self.save(best=is_best)
+                if early:
+                    stopped = (
+                        f"early stop: no better validation loss for {cfg.early_stop} evaluations"
+                    )
+                    log.warning(stopped)
+                    self.save()
+                    break
+        except KeyboardInterrupt:
+            if self.step > start:
+                self.save()
+            raise
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+        seconds = time.perf_counter() - t0
+        return TrainSummary(
+            run=str(self.run_dir), start_step=start, step=self.step, seconds=seconds,
+            samples_per_second=2 * cfg.batch_size * (self.step - start) / max(seconds, 1e-9),
+            parameters=self.parameters, flops_per_sample=self.flops, device=str(self.device),
+            precision=str(self.amp_dtype or "fp32").replace("torch.", ""),
+            train_loss=last.get("loss"), val_loss=val,
+            best_val=self.monitor.best_val if math.isfinite(self.monitor.best_val) else None,
+            best_step=self.monitor.best_step if self.monitor.best_step >= 0 else None,
+            events=self.events, stopped=stopped,
+        )  # fmt: skip
+
+
+# ---- run folders -------------------------------------------------------------------------------
+
+
+def write_run_config(run_dir: Path, cfg: TrainConfig) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fsmod.atomic_write_text(
+            run_dir / CONFIG_FILE, yaml.safe_dump(to_dict(cfg), sort_keys=False)
+        )
+    except OSError as exc:
+        raise BadInput(f"{run_dir}: cannot write the run folder ({exc.strerror})") from None
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise BadInput(f"{run_dir}: not a faceswap run (no {CONFIG_FILE})")
+    from faceswap.config import load_yaml
+
+    return from_dict(TrainConfig, load_yaml(path), str(path))
+
+
+def open_run(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfig:
+    """The config of a new run, or of the run being resumed (read back). Writes nothing:
+    call write_run_config once the trainer has accepted the face sets."""
+    exists = (run_dir / CONFIG_FILE).is_file()
+    if resume:
+        if not exists:
+            raise BadInput(
+                f"{run_dir}: nothing to resume (no {CONFIG_FILE}); start it without --resume"
+            )
+        saved = read_run_config(run_dir)
+        if cfg is not None and to_dict(cfg.model) != to_dict(saved.model):
+            raise BadInput(f"{run_dir}: the run was trained with another model "
+                           f"({saved.model.arch} {saved.model.resolution}px); resume it with its own")  # fmt: skip
+        if cfg is not None:
+            saved.steps = cfg.steps  # extending a run is the one change a resume allows
+        return saved
+    if exists or (run_dir.exists() and any(run_dir.iterdir())):
+        raise BadInput(
+            f"{run_dir}: run folder exists; continue it with --resume or choose another -o"
+        )
+    assert cfg is not None
+    return cfg

@@ -1,0 +1,210 @@
+"""Training: exact resume, NaN rollback, previews, the overfitting monitor wiring, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from faceswap import faceset as fsmod
+from faceswap.cli import main
+from faceswap.config import from_dict
+from faceswap.train import checkpoint as ck
+from faceswap.train.config import TrainConfig
+from faceswap.train.trainer import Trainer, open_run
+
+TINY = {
+    "batch_size": 4,
+    "val_fraction": 0.1,
+    "val_every": 3,
+    "save_every": 3,
+    "preview_every": 3,
+    "val_batches": 1,
+    "model": {
+        "arch": "sae",
+        "resolution": 64,
+        "encoder_dims": 8,
+        "decoder_dims": 8,
+        "bottleneck": 32,
+    },  # fmt: skip
+    "schedule": {"name": "cosine", "lr": 1e-3, "warmup_steps": 2, "total_steps": 12},
+}
+
+
+def _cfg(**over) -> TrainConfig:
+    data = {**TINY, **over}
+    return from_dict(TrainConfig, data, "test")
+
+
+def _trainer(pair, run, **over) -> Trainer:
+    cfg = open_run(run, _cfg(**over), resume=False)
+    return Trainer(cfg, fsmod.load(pair[0]), fsmod.load(pair[1]), run)
+
+
+def test_resumed_run_equals_uninterrupted_run(faceset_pair, tmp_path):
+    straight = _trainer(faceset_pair, tmp_path / "straight", steps=6)
+    straight.train(tensorboard=False)
+    first = _trainer(faceset_pair, tmp_path / "split", steps=3)
+    first.train(tensorboard=False)
+    cfg = open_run(tmp_path / "split", _cfg(steps=6), resume=True)  # only the step count changes
+    resumed = Trainer(cfg, fsmod.load(faceset_pair[0]), fsmod.load(faceset_pair[1]),
+                      tmp_path / "split")  # fmt: skip
+    resumed.restore(ck.latest_checkpoint(tmp_path / "split"))
+    assert resumed.step == 3
+    resumed.train(tensorboard=False)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_non_finite_losses_are_skipped_then_rolled_back(faceset_pair, tmp_path, monkeypatch):
+    t = _trainer(faceset_pair, tmp_path / "run", steps=12, nan_patience=2, nan_lr_factor=0.25)
+    t.train(tensorboard=False)  # a good checkpoint at step 12 to roll back to
+    t.cfg.steps = 20
+    good = {k: v.clone() for k, v in t.model.state_dict().items()}
+    real = t.losses
+
+    def poisoned(a, b):
+        loss, parts = real(a, b)
+        return loss * float("nan"), parts
+
+    monkeypatch.setattr(t, "losses", poisoned)
+    out1 = t.train_step()
+    assert out1.get("skipped") == 1.0 and t.nan_streak == 1
+    t.train_step()  # second in a row: roll back
+    assert t.lr_scale == 0.25 and t.step == 12
+    assert any("rollback" in e for e in t.events)
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(v, good[k])
+
+
+def test_run_folder_has_checkpoints_previews_metrics_and_logs(faceset_pair, tmp_path):
+    t = _trainer(faceset_pair, tmp_path / "run", steps=6, keep_last=1)
+    summary = t.train(tensorboard=True)
+    run = tmp_path / "run"
+    assert [p.name for p in ck.list_checkpoints(run)] == ["step-00000006"]
+    assert (run / "checkpoints" / "best" / "model.safetensors").is_file()
+    assert (run / "config.yaml").is_file() and (run / "preview.png").is_file()
+    assert len(list((run / "previews").glob("*.png"))) == 2
+    assert any((run / "logs").iterdir())
+    assert (run / "metrics.jsonl").read_text().count("\n") == 2
+    import cv2
+
+    grid = cv2.imread(str(run / "preview.png"))
+    assert grid.shape[1] == 6 * 64  # A, A->A, A->B, B, B->B, B->A
+    assert summary.parameters > 0 and summary.flops_per_sample > 0
+    assert math.isfinite(summary.val_loss["a"]) and summary.best_step is not None
+
+
+def test_loss_clearly_falls_on_real_faces(faceset_pair, tmp_path):
+    t = _trainer(faceset_pair, tmp_path / "run", steps=40, val_every=40, save_every=40,
+                 preview_every=40, batch_size=8,
+                 schedule={"name": "constant", "lr": 1e-3, "warmup_steps": 0})  # fmt: skip
+    before = t.validate()
+    t.train(tensorboard=False)
+    after = t.validate()
+    for side in ("a", "b"):
+        assert after[side] < 0.75 * before[side], (before, after)
+
+
+def _cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_train_json_and_resume(capsys, faceset_pair, tmp_path):
+    cfg = tmp_path / "tiny.yaml"
+    import yaml
+
+    cfg.write_text(yaml.safe_dump({**TINY, "steps": 3}))
+    a, b = map(str, faceset_pair)
+    run = str(tmp_path / "run")
+    code, out, err = _cli(capsys, "train", "-A", a, "-B", b, "-o", run, "--config", str(cfg),
+                          "--no-tensorboard", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["step"] == 3
+    code, out, err = _cli(capsys, "train", "-A", a, "-B", b, "-o", run, "--resume", "--steps", "5",
+                          "--no-tensorboard", "--json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["start_step"] == 3 and json.loads(out)["step"] == 5
+
+
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("mismatched", "face sets differ"),
+        ("batch", "fewer than a batch"),
+        ("unknown-key", "unknown key"),
+        ("exists", "--resume"),
+        ("other-model", "another model"),
+        ("nothing-to-resume", "nothing to resume"),
+    ],
+)
+def test_bad_train_input(capsys, faceset_pair, tmp_path, case, words):
+    import yaml
+
+    a, b = map(str, faceset_pair)
+    run = tmp_path / "run"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "steps": 2}))
+    argv = ["train", "-A", a, "-B", b, "-o", str(run), "--config", str(cfg), "--no-tensorboard"]
+    if case == "mismatched":
+        other = tmp_path / "other"
+        fsmod.create(other, 128, "face", "png")
+        fs = fsmod.load(other)
+        src = fsmod.load(b)
+        fs.sources, fs.faces = src.sources, src.faces[:1]
+        fs.save()
+        argv[4] = str(other)
+    elif case == "batch":
+        argv += ["--batch-size", "500"]
+    elif case == "unknown-key":
+        cfg.write_text("steps: 2\nlearning_rate: 0.1\n")
+    elif case in ("exists", "other-model"):
+        assert main(argv) == 0
+        capsys.readouterr()
+        if case == "other-model":
+            argv += ["--resume", "--model", "lightweight"]
+    elif case == "nothing-to-resume":
+        argv += ["--resume"]
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} if run.exists() else {}
+    code, _, err = _cli(capsys, *argv)
+    assert code == 2, err
+    lines = [ln for ln in err.splitlines() if "error" in ln]
+    assert len(lines) == 1 and words in lines[0], err
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} if run.exists() else {}
+    assert after == before
+
+
+def test_shipped_train_presets_load():
+    from faceswap.config import from_dict, load_yaml
+    from faceswap.train.config import TrainConfig
+
+    presets = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.yaml"))
+    assert presets
+    for p in presets:
+        assert isinstance(from_dict(TrainConfig, load_yaml(p), str(p)), TrainConfig)
+
+
+def test_lr_find_writes_plot_and_suggestion(capsys, faceset_pair, tmp_path):
+    import yaml
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY))
+    a, b = map(str, faceset_pair)
+    code, out, err = _cli(capsys, "lr-find", "-A", a, "-B", b, "-o", str(tmp_path / "lr"),
+                          "--config", str(cfg), "--steps", "12", "--min-lr", "1e-5",
+                          "--max-lr", "1", "--json")  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out)
+    assert (tmp_path / "lr" / "lr_find.png").stat().st_size > 1000
+    assert len(data["lrs"]) == len(data["losses"]) >= 3
+    assert data["suggested"] is None or 1e-5 <= data["suggested"] <= 1
+    code, _, err = _cli(capsys, "lr-find", "-A", a, "-B", b, "-o", str(tmp_path / "lr2"),
+                        "--min-lr", "1", "--max-lr", "0.1")  # fmt: skip
+    assert code == 2 and "--min-lr" in err
