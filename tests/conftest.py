@@ -6,8 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from faceswap.synthetic import render_clip
+
+# The models in tests are tiny: one intra-op thread runs them as fast as two on a quiet
+# machine and many times faster on a busy one (OpenMP threads spin waiting for a lost core).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
