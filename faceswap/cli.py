@@ -39,11 +39,11 @@ def _out(args: argparse.Namespace, data: Any, human: Callable[[], None]) -> None
         human()
 
 
-def _progress(total: int | None, desc: str, unit: str = "frame"):
+def _progress(total: int | None, desc: str, unit: str = "frame", show: bool = True):
     from tqdm import tqdm
 
     return tqdm(total=total or None, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
-                disable=not sys.stderr.isatty() or None)  # fmt: skip
+                disable=not show or not sys.stderr.isatty() or None)  # fmt: skip
 
 
 def _frames(text: str | None) -> tuple[int, int | None]:
@@ -330,6 +330,8 @@ TRAIN_EXAMPLES = """examples:
   faceswap train -A faces/alice -B faces/bob -o runs/ab --config configs/train/cpu-small.yaml
   faceswap train -A faces/alice -B faces/bob -o runs/alice2bob --resume --steps 200000
   tensorboard --logdir runs/alice2bob/logs
+  torchrun --nproc_per_node=2 -m faceswap train -A faces/alice -B faces/bob -o runs/ab2
+      (data-parallel on 2 GPUs: --batch-size faces per side per GPU; rank 0 writes the run)
 """
 
 
@@ -379,7 +381,8 @@ def _train_config(args: argparse.Namespace):
 
 def _run_train(args: argparse.Namespace) -> int:
     from faceswap import faceset as fsmod
-    from faceswap.train.trainer import Trainer, open_run
+    from faceswap.train import distributed as dd
+    from faceswap.train.trainer import open_run
 
     run_dir = Path(args.output)
     fs_a, fs_b = fsmod.load(args.faceset_a), fsmod.load(args.faceset_b)
@@ -389,7 +392,21 @@ def _run_train(args: argparse.Namespace) -> int:
             cfg.steps = args.steps
     else:
         cfg = open_run(run_dir, _train_config(args), resume=False)
-    trainer = Trainer(cfg, fs_a, fs_b, run_dir)
+    dist = dd.init_from_env(cfg.device)  # one process unless started by torchrun
+    try:
+        if not dd.is_main(dist):
+            log.setLevel(logging.ERROR)  # rank 0 speaks for the run
+        dd.barrier(dist)  # every rank has read the run folder before rank 0 writes to it
+        return _train(args, cfg, fs_a, fs_b, run_dir, dist)
+    finally:
+        dd.cleanup()
+
+
+def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> int:
+    from faceswap.train.trainer import Trainer
+
+    main_rank = dist.rank == 0
+    trainer = Trainer(cfg, fs_a, fs_b, run_dir, dist=dist)
     if args.resume:
         from faceswap.train.checkpoint import latest_checkpoint
 
@@ -399,7 +416,7 @@ def _run_train(args: argparse.Namespace) -> int:
     log.info("model %s %dpx: %.1f M parameters, %.2f GFLOP per sample (forward+backward)",
              cfg.model.arch, cfg.model.resolution, trainer.parameters / 1e6,
              trainer.flops / 1e9)  # fmt: skip
-    bar = _progress(cfg.steps - trainer.step, "train", unit="step")
+    bar = _progress(cfg.steps - trainer.step, "train", unit="step", show=main_rank)
 
     def progress(step: int, d: dict) -> None:
         bar.update(1)
@@ -423,7 +440,8 @@ def _run_train(args: argparse.Namespace) -> int:
             f"  preview {Path(s.run) / 'preview.png'}; tensorboard --logdir {Path(s.run) / 'logs'}"
         )
 
-    _out(args, dataclasses.asdict(s), human)
+    if main_rank:
+        _out(args, dataclasses.asdict(s), human)
     return 0
 
 

@@ -58,7 +58,7 @@ class _Plan:
         epoch, pos = self.stream.epoch, self.stream.position
         while True:
             keys, epoch, pos = self.stream.plan(epoch, pos)
-            yield keys
+            yield self.stream.local(keys)
 
 
 class BatchStream:
@@ -71,6 +71,9 @@ class BatchStream:
     identical for any number of workers. device_augment=True hands clean faces to `device` and
     augments there with gpu_augment.augment_batch (one seeded generator per batch, keyed like
     the samples), which is what the trainer uses on CUDA.
+    rank / world_size (data-parallel training): every rank plans the same global batches of
+    batch_size * world_size faces and loads only its own contiguous slice of batch_size, so the
+    state (and a checkpoint of it) is the same on every rank.
     """
 
     def __init__(
@@ -82,16 +85,24 @@ class BatchStream:
         drop_last: bool = True,
         device_augment: bool = False,
         device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, not {num_workers}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in a world of {world_size}")
+        if world_size > 1 and not drop_last:  # a short last batch could leave a rank nothing
+            raise ValueError("several ranks need drop_last=True")
         if len(dataset) == 0:
             raise BadInput("no faces to stream: the data set is empty")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.global_batch = self.batch_size * self.world_size
         self.num_workers = int(num_workers)
         self.drop_last = drop_last
         self.device_augment = device_augment
@@ -115,12 +126,12 @@ class BatchStream:
         return perm
 
     def plan(self, epoch: int, pos: int) -> tuple[list[Key], int, int]:
-        """The keys of the batch that starts at (epoch, pos), and the state after it."""
+        """The keys of the global batch that starts at (epoch, pos), and the state after it."""
         n = len(self.dataset)
         keys: list[Key] = []
-        while len(keys) < self.batch_size:
+        while len(keys) < self.global_batch:
             perm = self.order(epoch)
-            take = min(self.batch_size - len(keys), n - pos)
+            take = min(self.global_batch - len(keys), n - pos)
             keys.extend((int(i), epoch) for i in perm[pos : pos + take])
             pos += take
             if pos >= n:
@@ -128,6 +139,12 @@ class BatchStream:
                 if not self.drop_last:
                     break
         return keys, epoch, pos
+
+    def local(self, keys: list[Key]) -> list[Key]:
+        """This rank's slice of a global batch's keys."""
+        if self.world_size == 1:
+            return keys
+        return keys[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
 
     # ---- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, int]:
@@ -151,6 +168,7 @@ class BatchStream:
 
     def __next__(self) -> dict[str, torch.Tensor]:
         keys, epoch, pos = self.plan(self.epoch, self.position)
+        keys = self.local(keys)
         if self.device_augment:
             batch = self._device_batch(keys)
         elif self.num_workers == 0:
@@ -189,6 +207,8 @@ class BatchStream:
         images = images.to(self.device, non_blocking=pin).permute(0, 3, 1, 2).float() / 255.0
         masks = masks.to(self.device, non_blocking=pin).permute(0, 3, 1, 2).float() / 255.0
         key = mix_seed(self.seed, self.epoch, self.position, "device")
+        if self.world_size > 1:  # each rank's slice gets its own augmentation draws
+            key = mix_seed(key, self.rank)
         gen = torch.Generator().manual_seed(key)
         cfg = ds.augment
         flows = None

@@ -34,6 +34,7 @@ from faceswap.data import BatchStream, FaceDataset, leak_report, split_train_val
 from faceswap.errors import BadInput
 from faceswap.models import Autoencoder, build_model, count_parameters, flops_per_sample
 from faceswap.train import checkpoint as ck
+from faceswap.train import distributed as dd
 from faceswap.train.config import TrainConfig
 from faceswap.train.losses import FaceLoss
 from faceswap.train.monitor import MonitorState, event_kind, monitor_update
@@ -98,8 +99,26 @@ def check_facesets(fs_a: fsmod.FaceSet, fs_b: fsmod.FaceSet, cfg: TrainConfig) -
                     cfg.model.resolution, fs_a.size)  # fmt: skip
 
 
+class PairStep(torch.nn.Module):
+    """The training forward: one encoder pass over A and B stacked, each half decoded by its
+    own decoder. A module of its own so DistributedDataParallel (which syncs gradients only
+    through forward()) can wrap the whole step."""
+
+    def __init__(self, model: Autoencoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, n: int):
+        z = self.model.encode(x)
+        return self.model.decode(z[:n], "a"), self.model.decode(z[n:], "b")
+
+
 class Trainer:
-    """Owns the model, optimizer, data streams and run folder of one training run."""
+    """Owns the model, optimizer, data streams and run folder of one training run.
+
+    dist (from distributed.init_from_env): with several ranks each trains on its slice of the
+    global batch (batch_size per side per rank) under DistributedDataParallel; losses and
+    validation are averaged over the ranks, and only rank 0 writes to the run folder."""
 
     def __init__(
         self,
@@ -109,13 +128,16 @@ class Trainer:
         run_dir: str | Path,
         *,
         lineage: dict[str, Any] | None = None,
+        dist: dd.DistInfo = dd.SINGLE,
     ) -> None:
         self.cfg = cfg
+        self.dist = dist
+        self.is_main = dd.is_main(dist)
         self.run_dir = Path(run_dir)
         self.fs = {"a": fs_a, "b": fs_b}
         self.lineage = lineage or {}
         check_facesets(fs_a, fs_b, cfg)
-        self.device = pick_device(cfg.device)
+        self.device = dist.device if dist.device is not None else pick_device(cfg.device)
         self.amp_dtype = pick_precision(cfg.precision, self.device)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
@@ -130,16 +152,18 @@ class Trainer:
             train_idx, val_idx = split_train_val(fs, cfg.val_fraction, seed=cfg.seed)
             if leak_report(fs, train_idx, val_idx):
                 raise RuntimeError("train/val split leaked neighbouring frames")  # a bug, not input
-            if len(train_idx) < cfg.batch_size:
+            if len(train_idx) < cfg.batch_size * dist.world_size:
                 raise BadInput(
                     f"face set {side.upper()} ({fs.root}) has {len(train_idx)} training faces, "
-                    f"fewer than a batch ({cfg.batch_size}); lower --batch-size or add faces"
+                    f"fewer than a batch ({cfg.batch_size * dist.world_size}); lower "
+                    "--batch-size or add faces"
                 )
             self.train_sets[side] = FaceDataset(fs, train_idx, res, cfg.augment, cfg.seed)
             self.val_sets[side] = FaceDataset(fs, val_idx, res, None, cfg.seed)
             self.streams[side] = BatchStream(
                 self.train_sets[side], cfg.batch_size, seed=cfg.seed + (0 if side == "a" else 1),
                 num_workers=cfg.num_workers, device_augment=on_gpu, device=self.device,
+                rank=dist.rank, world_size=dist.world_size,
             )  # fmt: skip
 
         self.model: Autoencoder = build_model(cfg.model).to(self.device)
@@ -147,7 +171,12 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.parameters = count_parameters(self.model)
         self.flops = flops_per_sample(build_model(cfg.model), res)["forward_backward"]
-        self.step_model = torch.compile(self.model) if cfg.compile else self.model
+        step: torch.nn.Module = PairStep(self.model)
+        if dist.enabled:
+            step = torch.nn.parallel.DistributedDataParallel(
+                step, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.step_model = torch.compile(step) if cfg.compile else step
         self.loss_fn = FaceLoss(cfg.loss)
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad],
@@ -235,8 +264,8 @@ class Trainer:
         """Total loss and per-side parts for a pair of batches (one fused encoder pass)."""
         n = a["input"].shape[0]
         with self._autocast():
-            z = self.step_model.encode(torch.cat([a["input"], b["input"]]))
-            out = {"a": self.step_model.decode(z[:n], "a"), "b": self.step_model.decode(z[n:], "b")}
+            out_a, out_b = self.step_model(torch.cat([a["input"], b["input"]]), n)
+        out = {"a": out_a, "b": out_b}
         parts = {}
         total = 0.0
         for side, batch in (("a", a), ("b", b)):
@@ -260,7 +289,11 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, parts = self.losses(a, b)
-        if not torch.isfinite(loss):
+        # the mean over ranks: every rank logs, monitors and skips (or not) alike
+        value, part_a, part_b = dd.all_reduce_mean(
+            [float(loss.detach()), parts["a"], parts["b"]], self.dist, self.device
+        )
+        if not math.isfinite(value):
             self._non_finite()
             return {"loss": float("nan"), "lr": lr, "skipped": 1.0}
         self.nan_streak = 0
@@ -274,9 +307,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
-        value = float(loss.detach())
         self.train_losses.append(value)
-        return {"loss": value, "loss_a": parts["a"], "loss_b": parts["b"], "lr": lr,
+        return {"loss": value, "loss_a": part_a, "loss_b": part_b, "lr": lr,
                 "grad_norm": grad_norm}  # fmt: skip
 
     def _non_finite(self) -> None:
@@ -307,7 +339,8 @@ class Trainer:
             n = len(ds) if self.cfg.val_batches == 0 else min(
                 len(ds), self.cfg.val_batches * self.cfg.batch_size)  # fmt: skip
             total, count = 0.0, 0
-            for start in range(0, n, self.cfg.batch_size):
+            starts = range(0, n, self.cfg.batch_size)[self.dist.rank :: self.dist.world_size]
+            for start in starts:
                 items = [ds[i] for i in range(start, min(n, start + self.cfg.batch_size))]
                 batch = self._prep({k: torch.stack([it[k] for it in items])
                                     for k in ("input", "target", "mask", "eyes", "mouth")})  # fmt: skip
@@ -317,6 +350,7 @@ class Trainer:
                                        batch["mouth"])  # fmt: skip
                 total += float(loss) * len(items)
                 count += len(items)
+            total, count = dd.all_reduce_sum([total, count], self.dist, self.device)
             out[side] = total / max(count, 1)
         return out
 
@@ -373,10 +407,11 @@ class Trainer:
                 self.writer.add_scalar(f"val/loss_{side}", val[side], self.step)
             self.writer.add_scalar("val/loss", val_mean, self.step)
             self.writer.add_scalar("val/gap", val_mean - train_mean, self.step)
-        with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(yaml.safe_dump({"step": self.step, "train": train_mean, "val_a": val["a"],
-                                     "val_b": val["b"], "gap": val_mean - train_mean},
-                                    default_flow_style=True, width=1000))  # fmt: skip
+        if self.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                row = {"step": self.step, "train": train_mean, "val_a": val["a"],
+                       "val_b": val["b"], "gap": val_mean - train_mean}  # fmt: skip
+                fh.write(yaml.safe_dump(row, default_flow_style=True, width=1000))
         stop = bool(self.cfg.early_stop) and (
             self.step - self.monitor.best_step >= self.cfg.early_stop * self.cfg.val_every
         )
@@ -385,12 +420,14 @@ class Trainer:
     # ---- the loop ------------------------------------------------------------------------------
     def train(self, progress: Progress | None = None, tensorboard: bool = True) -> TrainSummary:
         cfg = self.cfg
-        write_run_config(self.run_dir, cfg)
-        if tensorboard:
+        if self.is_main:
+            write_run_config(self.run_dir, cfg)
+        if tensorboard and self.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.run_dir / "logs"), purge_step=self.step)
         start = self.step
+        faces_per_step = 2 * cfg.batch_size * self.dist.world_size  # A and B, all ranks
         t0 = time.perf_counter()
         last = {"loss": math.nan}
         stopped = "finished"
@@ -399,7 +436,7 @@ class Trainer:
             while self.step < cfg.steps:
                 t_step = time.perf_counter()
                 last = self.train_step()
-                rate = 2 * cfg.batch_size / max(time.perf_counter() - t_step, 1e-9)
+                rate = faces_per_step / max(time.perf_counter() - t_step, 1e-9)
                 last["samples_per_s"] = rate
                 if self.writer is not None and self.step % cfg.log_every == 0:
                     for k, v in last.items():
@@ -410,19 +447,23 @@ class Trainer:
                 is_best = early = False
                 if self.step % cfg.val_every == 0 or self.step == cfg.steps:
                     val, is_best, early = self._evaluate()
-                if self.step % cfg.preview_every == 0 or self.step == cfg.steps:
+                # only rank 0 writes previews and checkpoints
+                if self.is_main and (self.step % cfg.preview_every == 0 or self.step == cfg.steps):
                     self._save_preview()
-                if self.step % cfg.save_every == 0 or self.step == cfg.steps or is_best:
+                if self.is_main and (
+                    self.step % cfg.save_every == 0 or self.step == cfg.steps or is_best
+                ):
                     self.save(best=is_best)
                 if early:
                     stopped = (
                         f"early stop: no better validation loss for {cfg.early_stop} evaluations"
                     )
                     log.warning(stopped)
-                    self.save()
+                    if self.is_main:
+                        self.save()
                     break
         except KeyboardInterrupt:
-            if self.step > start:
+            if self.step > start and self.is_main:
                 self.save()
             raise
         finally:
@@ -431,7 +472,7 @@ class Trainer:
         seconds = time.perf_counter() - t0
         return TrainSummary(
             run=str(self.run_dir), start_step=start, step=self.step, seconds=seconds,
-            samples_per_second=2 * cfg.batch_size * (self.step - start) / max(seconds, 1e-9),
+            samples_per_second=faces_per_step * (self.step - start) / max(seconds, 1e-9),
             parameters=self.parameters, flops_per_sample=self.flops, device=str(self.device),
             precision=str(self.amp_dtype or "fp32").replace("torch.", ""),
             train_loss=last.get("loss"), val_loss=val,
