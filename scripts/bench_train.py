@@ -464,6 +464,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "achieved_gflops": achieved,
         "fraction_of_peak": achieved / peak_used,
         "fraction_of_fp32_peak": achieved / peak["fp32"],
+        "samples_per_cpu_s": sps / load["cores_busy_self"] if load.get("cores_busy_self") else None,
         "fetch_fraction": fetch_s / total,
         "minor_faults_per_step": faults / len(times),
         "phases_s": phases,
@@ -502,6 +503,8 @@ def print_table(r: dict[str, Any]) -> None:
         ("samples/s (2 x batch / step)", f"{r['samples_per_s']:.2f}  "
                                          f"(from the median step: "
                                          f"{r['samples_per_s_median_step']:.2f})"),
+        ("samples / CPU-second", f"{_fmt(r['samples_per_cpu_s'], '.2f')}  (samples/s over the "
+                                 "cores this process got: less sensitive to other load)"),
         ("achieved", f"{r['achieved_gflops']:.1f} GFLOP/s = "
                      f"{100 * r['fraction_of_peak']:.0f}% of the {r['precision']} matmul peak"
                      + (f" ({100 * r['fraction_of_fp32_peak']:.0f}% of fp32's)"
@@ -584,7 +587,7 @@ def run_variants(args: argparse.Namespace, argv: list[str]) -> None:
 
 
 def _strip_driver_args(argv: list[str]) -> list[str]:
-    """argv without --variants/--rounds/--json (and their values)."""
+    """argv without --variants/--interleave/--rounds/--json (and their values)."""
     out, skip = [], False
     for tok in argv:
         if skip:
@@ -592,10 +595,10 @@ def _strip_driver_args(argv: list[str]) -> list[str]:
                 skip = False
             else:
                 continue
-        if tok in ("--variants", "--rounds", "--json"):
+        if tok in ("--variants", "--interleave", "--rounds", "--json"):
             skip = True
             continue
-        if tok.startswith(("--variants=", "--rounds=", "--json=")):
+        if tok.startswith(("--variants=", "--interleave=", "--rounds=", "--json=")):
             continue
         out.append(tok)
     return out
@@ -622,6 +625,83 @@ def print_variants(results: dict[str, list[dict[str, Any]]]) -> None:
               f"{_fmt(statistics.fmean(x for x in loads if x is not None) if any(x is not None for x in loads) else None, '.2f'):>7}")  # fmt: skip
     print("ratio: samples/s over the first variant's in the same round (median over rounds); "
           "others busy: CPU cores used by other processes during the timed steps (mean)")  # fmt: skip
+
+
+# ---- in-process A/B --------------------------------------------------------------------------
+
+PROCESS_WIDE = ("threads", "no_mkldnn", "no_nnpack", "device", "num_workers")
+
+
+def run_interleaved(args: argparse.Namespace, argv: list[str]) -> None:
+    """One trainer per variant in this process; timed steps alternate between them (the order
+    rotates every cycle), so every ratio compares steps taken seconds apart."""
+    base = _strip_driver_args(argv)
+    specs = [parse_variant(s) for s in args.interleave]
+    vargs = []
+    for label, flags, env in specs:
+        if env:
+            raise SystemExit(f"{label}: environment variants need --variants (own processes)")
+        va = parse_args(base + flags)
+        for name in PROCESS_WIDE:
+            if getattr(va, name) != getattr(args, name):
+                raise SystemExit(f"{label}: --{name.replace('_', '-')} is process-wide: "
+                                 "use --variants")  # fmt: skip
+        vargs.append(va)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.no_mkldnn:
+        torch.backends.mkldnn.enabled = False
+    if args.no_nnpack:
+        torch.backends.nnpack.set_flags(False)
+    logging.basicConfig(level=logging.WARNING)
+    from faceswap.models import model_config_from
+
+    res = max(model_config_from(va.model).resolution for va in vargs)
+    pair = synthetic_pair(max(64, res), args.frames)
+    labels = [label for label, _, _ in specs]
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    ratios: dict[str, list[float]] = {label: [] for label in labels}
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = [build_trainer(va, pair, Path(tmp) / f"run{i}") for i, va in enumerate(vargs)]
+        for tr in trainers:
+            for _ in range(args.warmup):
+                tr.train_step()
+        with LoadMeter() as meter:
+            for cycle in range(args.steps):
+                order = [(cycle + i) % len(trainers) for i in range(len(trainers))]
+                rate = {}
+                for i in order:
+                    t0 = time.perf_counter()
+                    trainers[i].train_step()
+                    _sync(trainers[i].device)
+                    dt = time.perf_counter() - t0
+                    times[labels[i]].append(dt)
+                    rate[i] = 2 * vargs[i].batch_size / dt
+                for i, label in enumerate(labels):
+                    ratios[label].append(rate[i] / rate[0])
+                print(f"cycle {cycle + 1}/{args.steps}: " + "  ".join(
+                    f"{labels[i]} {times[labels[i]][-1]:.2f}s" for i in order), file=sys.stderr,
+                    flush=True)  # fmt: skip
+        flops = [tr.flops for tr in trainers]
+    ld = meter.result
+    head = f"{'variant':<18} {'step med':>9} {'samples/s':>9} {'GFLOP/s':>8} {'ratio':>6}  ratios"
+    print(head)
+    print("-" * len(head))
+    out = {}
+    for i, label in enumerate(labels):
+        med = statistics.median(times[label])
+        sps = 2 * vargs[i].batch_size / med
+        out[label] = {"step_s": times[label], "ratio_per_cycle": ratios[label],
+                      "samples_per_s_median_step": sps, "flops_per_sample": flops[i]}  # fmt: skip
+        print(f"{label:<18} {med * 1e3:>7.0f}ms {sps:>9.2f} {sps * flops[i] / 1e9:>8.1f} "
+              f"{statistics.median(ratios[label]):>6.2f}  "
+              f"{' '.join(f'{x:.2f}' for x in ratios[label])}")  # fmt: skip
+    print(f"interleaved in one process, {args.steps} cycles; ratio: samples/s over the first "
+          f"variant's in the same cycle (median). Machine: cores busy "
+          f"{_fmt(ld['cores_busy'], '.2f')}/{ld['cpus']}, others "
+          f"{_fmt(ld['cores_busy_others'], '.2f')}, loadavg {_fmt(ld['loadavg_1min'], '.2f')}")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps({"interleaved": out, "load": ld}, indent=2))
 
 
 # ---- main ----------------------------------------------------------------------------------
@@ -657,6 +737,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     ap.add_argument("--variants", nargs="+", metavar="V",
                     help=f"run these in separate processes: {', '.join(VARIANTS)} or label:ARGS")  # fmt: skip
+    ap.add_argument("--interleave", nargs="+", metavar="V",
+                    help="A/B in this process: one trainer per variant (flags only, no "
+                         "environment), timed steps alternating between them")  # fmt: skip
     ap.add_argument("--rounds", type=int, default=2, help="rounds of --variants (2)")
     return ap.parse_args(argv)
 
@@ -666,6 +749,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.variants:
         run_variants(args, argv)
+        return
+    if args.interleave:
+        run_interleaved(args, argv)
         return
     r = run_one(args)
     print_table(r)
