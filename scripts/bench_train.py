@@ -82,8 +82,15 @@ VARIANTS: dict[str, tuple[list[str], dict[str, str]]] = {
         {**MALLOC_HEAP, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
     ),
     "no-cl+fused": (["--no-channels-last", "--adamw", "fused"], {}),
+    # no mmap for big blocks at all, never give the heap back: no page faults after warm-up
+    "nommap": ([], {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}),
+    # the same from inside the process (ctypes mallopt), as a trainer could do it
+    "mallopt": (["--mallopt"], {}),
+    "gemm4": (["--gemm-conv-grid", "4"], {}),
+    "gemm8": (["--gemm-conv-grid", "8"], {}),
+    "gemm4+fused": (["--gemm-conv-grid", "4", "--adamw", "fused"], {}),
 }
-MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
+MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_",
               "MALLOC_TOP_PAD_", "GLIBC_TUNABLES", "LD_PRELOAD", "OMP_NUM_THREADS")  # fmt: skip
 CACHE_VERSION = 1
 
@@ -345,6 +352,65 @@ def _rss_mb() -> float:
         return float("nan")
 
 
+def heap_mallopt() -> bool:
+    """glibc: serve big blocks from the heap (no mmap) and never trim it, so that the tensors
+    freed every step are reused without page faults (= MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=2G). False where mallopt is unavailable (not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        ok = libc.mallopt(m_mmap_max, 0) == 1
+        return bool(ok and libc.mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1)) == 1)
+    except (OSError, AttributeError):
+        return False
+
+
+# ---- experiment: small convolutions as one GEMM ------------------------------------------------
+
+
+def conv2d_gemm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: int,
+                padding: int) -> torch.Tensor:  # fmt: skip
+    """F.conv2d (zero padding, square kernel and stride, groups 1) as im2col + one GEMM in
+    (H, W, C) order: free views for channels_last input and weight, channels_last output, and
+    a channels_last weight gradient. On a CPU it beats oneDNN where the output grid is tiny."""
+    b, c, h, w = x.shape
+    cout, _, k, _ = weight.shape
+    xh = x.permute(0, 2, 3, 1)  # (B, H, W, C)
+    if padding:
+        xh = torch.nn.functional.pad(xh, (0, 0, padding, padding, padding, padding))
+    ho, wo = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    cols = xh.unfold(1, k, stride).unfold(2, k, stride)  # (B, Ho, Wo, C, kh, kw)
+    cols = cols.permute(0, 1, 2, 4, 5, 3).reshape(b * ho * wo, k * k * c)
+    w2 = weight.permute(0, 2, 3, 1).reshape(cout, k * k * c)
+    y = cols @ w2.t() if bias is None else torch.addmm(bias, cols, w2.t())
+    return y.view(b, ho, wo, cout).permute(0, 3, 1, 2)
+
+
+def patch_small_convs(model: torch.nn.Module, max_grid: int) -> int:
+    """Route every plain Conv2d whose output grid is at most max_grid x max_grid through
+    conv2d_gemm (benchmark-only monkeypatch). Returns the number of convs patched."""
+    n = 0
+    for m in model.modules():
+        if not (isinstance(m, torch.nn.Conv2d) and m.padding_mode == "zeros" and m.groups == 1
+                and m.dilation == (1, 1) and len(set(m.kernel_size)) == 1
+                and len(set(m.stride)) == 1 and isinstance(m.padding, tuple)
+                and len(set(m.padding)) == 1):  # fmt: skip
+            continue
+        k, s, p = m.kernel_size[0], m.stride[0], m.padding[0]
+
+        def forward(x: torch.Tensor, m=m, k=k, s=s, p=p, plain=m.forward) -> torch.Tensor:
+            if (x.shape[-1] + 2 * p - k) // s + 1 <= max_grid >= (x.shape[-2] + 2 * p - k) // s + 1:
+                return conv2d_gemm(x, m.weight, m.bias, s, p)
+            return plain(x)
+
+        m.forward = forward  # type: ignore[method-assign]
+        n += 1
+    return n
+
+
 # ---- one run -------------------------------------------------------------------------------
 
 
@@ -381,6 +447,8 @@ def build_trainer(args: argparse.Namespace, pair: tuple[Path, Path], run_dir: Pa
             betas=group["betas"], weight_decay=group["weight_decay"],
             fused=args.adamw == "fused", foreach=args.adamw == "foreach",
         )  # fmt: skip
+    if args.gemm_conv_grid:
+        patch_small_convs(trainer.model, args.gemm_conv_grid)
     if args.keep_grads:  # benchmark-only: zero the gradients in place instead of freeing them
         zero = trainer.optimizer.zero_grad
         trainer.optimizer.zero_grad = lambda set_to_none=True: zero(set_to_none=False)  # type: ignore[method-assign]
@@ -390,6 +458,8 @@ def build_trainer(args: argparse.Namespace, pair: tuple[Path, Path], run_dir: Pa
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from faceswap.data.bench import loader_throughput
 
+    if args.mallopt and not heap_mallopt():
+        print("mallopt unavailable: --mallopt ignored", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.no_mkldnn:
@@ -451,6 +521,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "adamw": args.adamw,
         "keep_grads": args.keep_grads,
         "grad_clip": not args.no_grad_clip,
+        "gemm_conv_grid": args.gemm_conv_grid,
+        "mallopt": args.mallopt,
         "env": {k: os.environ[k] for k in MALLOC_ENV if k in os.environ},
         "peak_gflops": peak,
         "peak_matmul_n": peak_n,
@@ -608,7 +680,8 @@ def print_variants(results: dict[str, list[dict[str, Any]]]) -> None:
     labels = list(results)
     base = results[labels[0]]
     head = (f"{'variant':<16} {'samples/s':>9} {'rounds':<22} {'of peak':>7} "
-            f"{'ratio':>6} {'ratios per round':<22} {'others busy':>11} {'loadavg':>7}")  # fmt: skip
+            f"{'ratio':>6} {'ratios per round':<22} {'per CPU-s':>9} {'faults':>7} {'others busy':>11} "
+            f"{'loadavg':>7}")  # fmt: skip
     print(head)
     print("-" * len(head))
     for label in labels:
@@ -621,15 +694,18 @@ def print_variants(results: dict[str, list[dict[str, Any]]]) -> None:
               f"{' '.join(f'{s:.2f}' for s in sps):<22} "
               f"{100 * statistics.median(r['fraction_of_peak'] for r in rs):>6.0f}% "
               f"{statistics.median(ratios):>6.2f} {' '.join(f'{x:.2f}' for x in ratios):<22} "
+              f"{_fmt(statistics.median(r.get('samples_per_cpu_s') or 0 for r in rs), '.2f'):>9} "
+              f"{statistics.median(r['minor_faults_per_step'] for r in rs):>7.0f} "
               f"{_fmt(statistics.fmean(o for o in others if o is not None) if any(o is not None for o in others) else None, '.2f'):>11} "
               f"{_fmt(statistics.fmean(x for x in loads if x is not None) if any(x is not None for x in loads) else None, '.2f'):>7}")  # fmt: skip
     print("ratio: samples/s over the first variant's in the same round (median over rounds); "
-          "others busy: CPU cores used by other processes during the timed steps (mean)")  # fmt: skip
+          "per CPU-s: samples per CPU-second this process got; faults: minor page faults per "
+          "step; others busy: CPU cores used by other processes during the timed steps (mean)")  # fmt: skip
 
 
 # ---- in-process A/B --------------------------------------------------------------------------
 
-PROCESS_WIDE = ("threads", "no_mkldnn", "no_nnpack", "device", "num_workers")
+PROCESS_WIDE = ("threads", "no_mkldnn", "no_nnpack", "device", "num_workers", "mallopt")
 
 
 def run_interleaved(args: argparse.Namespace, argv: list[str]) -> None:
@@ -728,6 +804,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="replace the trainer's AdamW by this implementation (experiment)")  # fmt: skip
     ap.add_argument("--keep-grads", action="store_true",
                     help="zero gradients in place instead of freeing them (experiment)")  # fmt: skip
+    ap.add_argument("--gemm-conv-grid", type=int, default=0, metavar="N",
+                    help="run convs with an output grid <= N x N as im2col + GEMM (experiment)")  # fmt: skip
+    ap.add_argument("--mallopt", action="store_true",
+                    help="glibc mallopt: no mmap, no heap trimming (experiment)")  # fmt: skip
     ap.add_argument("--no-grad-clip", action="store_true", help="grad_clip = 0 (experiment)")
     ap.add_argument("--breakdown", type=int, default=0, metavar="N",
                     help="also time N steps split into phases")  # fmt: skip
