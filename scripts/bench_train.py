@@ -98,16 +98,18 @@ CACHE_VERSION = 1
 # ---- machine load --------------------------------------------------------------------------
 
 
-def _cpu_jiffies() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs from /proc/stat (0, 0 where it is missing)."""
+def _cpu_jiffies() -> tuple[int, int, int]:
+    """(busy, steal, total) jiffies of all CPUs from /proc/stat (zeros where it is missing).
+    Steal is time the hypervisor gave this VM's CPUs to someone else."""
     try:
         with open("/proc/stat", encoding="ascii") as fh:
             vals = [int(v) for v in fh.readline().split()[1:]]
     except (OSError, ValueError):
-        return 0, 0
+        return 0, 0, 0
     idle = vals[3] + (vals[4] if len(vals) > 4 else 0)  # idle + iowait
+    steal = vals[7] if len(vals) > 7 else 0
     total = sum(vals[:8])  # guest time is already inside user
-    return total - idle, total
+    return total - idle - steal, steal, total
 
 
 def _procs_running() -> int | None:
@@ -135,8 +137,9 @@ def _own_cpu() -> float:
 
 
 class LoadMeter:
-    """What the machine did during a `with` block: cores busy (all processes / others), mean
-    runnable tasks (sampled every 0.25 s, this process's threads included), load average."""
+    """What the machine did during a `with` block: cores busy (all processes / others), cores
+    stolen by the hypervisor, mean runnable tasks (sampled every 0.25 s, this process's threads
+    included), load average."""
 
     def __init__(self) -> None:
         self.result: dict[str, float | None] = {}
@@ -158,16 +161,18 @@ class LoadMeter:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        (b1, t1), (b0, t0) = _cpu_jiffies(), self._j0
+        (b1, s1, t1), (b0, s0, t0) = _cpu_jiffies(), self._j0
         wall = time.perf_counter() - self._t0
         ncpu = os.cpu_count() or 1
         busy = ncpu * (b1 - b0) / (t1 - t0) if t1 > t0 else None
+        steal = ncpu * (s1 - s0) / (t1 - t0) if t1 > t0 else None
         own = (_own_cpu() - self._own0) / max(wall, 1e-9)
         self.result = {
             "cpus": ncpu,
             "cores_busy": busy,
             "cores_busy_self": own,
             "cores_busy_others": None if busy is None else max(0.0, busy - own),
+            "cores_stolen": steal,
             "runnable_mean": statistics.fmean(self._samples) if self._samples else None,
             "loadavg_1min": _loadavg(),
         }
@@ -599,6 +604,7 @@ def print_table(r: dict[str, Any]) -> None:
     rows.append(("machine load during steps",
                  f"cores busy {_fmt(ld['cores_busy'], '.2f')}/{ld['cpus']} (this process "
                  f"{_fmt(ld['cores_busy_self'], '.2f')}, others {_fmt(ld['cores_busy_others'], '.2f')})"
+                 f"  stolen {_fmt(ld.get('cores_stolen'), '.2f')}"
                  f"  runnable {_fmt(ld['runnable_mean'], '.1f')}  "
                  f"loadavg {_fmt(ld['loadavg_1min'], '.2f')}"))  # fmt: skip
     if r["env"]:
@@ -775,7 +781,8 @@ def run_interleaved(args: argparse.Namespace, argv: list[str]) -> None:
     print(f"interleaved in one process, {args.steps} cycles; ratio: samples/s over the first "
           f"variant's in the same cycle (median). Machine: cores busy "
           f"{_fmt(ld['cores_busy'], '.2f')}/{ld['cpus']}, others "
-          f"{_fmt(ld['cores_busy_others'], '.2f')}, loadavg {_fmt(ld['loadavg_1min'], '.2f')}")  # fmt: skip
+          f"{_fmt(ld['cores_busy_others'], '.2f')}, stolen {_fmt(ld.get('cores_stolen'), '.2f')}, "
+          f"loadavg {_fmt(ld['loadavg_1min'], '.2f')}")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps({"interleaved": out, "load": ld}, indent=2))
 
