@@ -1,0 +1,60 @@
+"""What every command shares: the one-line-error parser, --json output, progress bars."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from faceswap.errors import BadInput
+
+log = logging.getLogger("faceswap")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line and exits 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def emit(args: argparse.Namespace, data: Any, human: Callable[[], None]) -> None:
+    """--json prints the machine-readable summary on stdout; otherwise the human one."""
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        human()
+
+
+def progress_bar(total: int | None, desc: str, unit: str = "frame", show: bool = True):
+    from tqdm import tqdm
+
+    return tqdm(total=total or None, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
+                disable=not show or not sys.stderr.isatty() or None)  # fmt: skip
+
+
+def frame_range(text: str | None) -> tuple[int, int | None]:
+    if not text:
+        return 0, None
+    try:
+        a, _, b = text.partition("-")
+        start = int(a) if a else 0
+        end = int(b) if b else None
+    except ValueError:
+        raise BadInput(f"--frames {text!r}: expected START-END, e.g. 120-480 or 120-") from None
+    return start, end
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its help line, --help examples, argument setup and runner."""
+
+    help: str
+    examples: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]

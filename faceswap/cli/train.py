@@ -1,0 +1,214 @@
+"""`faceswap train` and `faceswap lr-find`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+from faceswap.cli.common import Command, emit, progress_bar
+from faceswap.errors import BadInput
+
+log = logging.getLogger("faceswap")
+
+TRAIN_EXAMPLES = """examples:
+  faceswap train -A faces/alice -B faces/bob -o runs/alice2bob --model original
+  faceswap train -A faces/alice -B faces/bob -o runs/ab256 --model sae-256 --batch-size 32
+  faceswap train -A faces/alice -B faces/bob -o runs/ab --config configs/train/cpu-small.yaml
+  faceswap train -A faces/alice -B faces/bob -o runs/alice2bob --resume --steps 200000
+  tensorboard --logdir runs/alice2bob/logs
+  torchrun --nproc_per_node=2 -m faceswap train -A faces/alice -B faces/bob -o runs/ab2
+      (data-parallel on 2 GPUs: --batch-size faces per side per GPU; rank 0 writes the run)
+"""
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-A", dest="faceset_a", required=True, help="face set of identity A")
+    p.add_argument("-B", dest="faceset_b", required=True, help="face set of identity B")
+    p.add_argument("-o", "--output", required=True, help="run folder (created, or resumed)")
+    p.add_argument("--config", help="YAML train config (sections model, augment, loss, schedule)")
+    p.add_argument("--model", help="model preset (original, lightweight, dfl-h128, sae-128, "
+                                   "sae-256) or a model YAML file")  # fmt: skip
+    p.add_argument("--steps", type=int, help="train until this step")
+    p.add_argument("--batch-size", type=int, help="faces per side per step")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--schedule", help="constant, cosine, step, onecycle or plateau")
+    p.add_argument("--precision", help="auto, fp32, bf16 or fp16")
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, help="seed of split, order, augmentation, init")
+    p.add_argument("--resume", action="store_true", help="continue the run in -o exactly")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+
+
+def _train_config(args: argparse.Namespace):
+    from faceswap.config import from_dict, load_yaml
+    from faceswap.models import model_config_from
+    from faceswap.train.config import TrainConfig
+
+    data = load_yaml(args.config) if args.config else {}
+    where = args.config or "options"
+    for key, value in (("steps", args.steps), ("batch_size", args.batch_size),
+                       ("precision", args.precision), ("device", args.device),
+                       ("seed", args.seed)):  # fmt: skip
+        if value is not None:
+            data[key] = value
+    sched = dict(data.get("schedule") or {})
+    if args.lr is not None:
+        sched["lr"] = args.lr
+    if args.schedule is not None:
+        sched["name"] = args.schedule
+    if sched:
+        data["schedule"] = sched
+    cfg = from_dict(TrainConfig, data, where)
+    if args.model:
+        cfg.model = model_config_from(args.model, {})
+    return cfg
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from faceswap import faceset as fsmod
+    from faceswap.train import distributed as dd
+    from faceswap.train.trainer import open_run
+
+    run_dir = Path(args.output)
+    fs_a, fs_b = fsmod.load(args.faceset_a), fsmod.load(args.faceset_b)
+    if args.resume:
+        cfg = open_run(run_dir, _train_config(args) if args.model else None, resume=True)
+        if args.steps is not None:
+            cfg.steps = args.steps
+    else:
+        cfg = open_run(run_dir, _train_config(args), resume=False)
+    dist = dd.init_from_env(cfg.device)  # one process unless started by torchrun
+    try:
+        if not dd.is_main(dist):
+            log.setLevel(logging.ERROR)  # rank 0 speaks for the run
+        dd.barrier(dist)  # every rank has read the run folder before rank 0 writes to it
+        return _train(args, cfg, fs_a, fs_b, run_dir, dist)
+    finally:
+        dd.cleanup()
+
+
+def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> int:
+    from faceswap.train.trainer import Trainer
+
+    main_rank = dist.rank == 0
+    trainer = Trainer(cfg, fs_a, fs_b, run_dir, dist=dist)
+    if args.resume:
+        from faceswap.train.checkpoint import latest_checkpoint
+
+        latest = latest_checkpoint(run_dir)
+        if latest is not None:
+            trainer.restore(latest)
+    log.info("model %s %dpx: %.1f M parameters, %.2f GFLOP per sample (forward+backward)",
+             cfg.model.arch, cfg.model.resolution, trainer.parameters / 1e6,
+             trainer.flops / 1e9)  # fmt: skip
+    bar = progress_bar(cfg.steps - trainer.step, "train", unit="step", show=main_rank)
+
+    def progress(step: int, d: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{d['loss']:.4f}", lr=f"{d['lr']:.2e}",
+                        sps=f"{d.get('samples_per_s', 0):.1f}", refresh=False)  # fmt: skip
+
+    try:
+        s = trainer.train(progress, tensorboard=not args.no_tensorboard)
+    finally:
+        bar.close()
+
+    def human() -> None:
+        print(f"trained {s.run}: steps {s.start_step} -> {s.step} ({s.stopped}) on {s.device} "
+              f"{s.precision}, {s.samples_per_second:.1f} samples/s")  # fmt: skip
+        if s.val_loss:
+            print(f"  validation loss A {s.val_loss['a']:.4f}, B {s.val_loss['b']:.4f}; best "
+                  f"{s.best_val:.4f} at step {s.best_step}")  # fmt: skip
+        for e in s.events:
+            print(f"  {e}")
+        print(
+            f"  preview {Path(s.run) / 'preview.png'}; tensorboard --logdir {Path(s.run) / 'logs'}"
+        )
+
+    if main_rank:
+        emit(args, dataclasses.asdict(s), human)
+    return 0
+
+
+LR_FIND_EXAMPLES = """examples:
+  faceswap lr-find -A faces/alice -B faces/bob -o runs/lr --model original
+  faceswap lr-find -A faces/alice -B faces/bob -o runs/lr --config configs/train/cpu-small.yaml --steps 200
+"""
+
+
+def _add_lr_find(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-A", dest="faceset_a", required=True, help="face set of identity A")
+    p.add_argument("-B", dest="faceset_b", required=True, help="face set of identity B")
+    p.add_argument("-o", "--output", required=True, help="folder for lr_find.png and .json")
+    p.add_argument("--config", help="YAML train config (the model, loss and data it uses)")
+    p.add_argument("--model", help="model preset or model YAML file")
+    p.add_argument("--batch-size", type=int, help="faces per side per step")
+    p.add_argument("--steps", type=int, default=100, help="LRs to try (100)")
+    p.add_argument("--min-lr", type=float, default=1e-7, help="smallest LR (1e-7)")
+    p.add_argument("--max-lr", type=float, default=1e-1, help="largest LR (0.1)")
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    for name in ("lr", "schedule", "precision", "seed"):
+        p.set_defaults(**{name: None})
+
+
+def _run_lr_find(args: argparse.Namespace) -> int:
+    from faceswap import faceset as fsmod
+    from faceswap.train.lr_find import plot_lr_find, run_lr_find, suggest_lr
+    from faceswap.train.trainer import Trainer
+
+    if not 0 < args.min_lr < args.max_lr:
+        raise BadInput("--min-lr must be positive and below --max-lr")
+    if args.steps < 10:
+        raise BadInput("--steps must be at least 10")
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out}: exists and is not a folder")
+    args.steps, n_steps = None, args.steps  # --steps means LRs here, not training steps
+    cfg = _train_config(args)
+    trainer = Trainer(cfg, fsmod.load(args.faceset_a), fsmod.load(args.faceset_b), out)
+    bar = progress_bar(n_steps, "lr-find", unit="lr")
+
+    def step(lr: float) -> float:
+        bar.update(1)
+        return trainer.train_step(lr)["loss"]
+
+    try:
+        lrs, losses = run_lr_find(step, args.min_lr, args.max_lr, n_steps)
+    finally:
+        bar.close()
+    suggestion = suggest_lr(lrs, losses)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_lr_find(lrs, losses, suggestion, out / "lr_find.png")
+    data = {k: v for k, v in suggestion.items() if k != "smoothed"}
+    data.update(plot=str(out / "lr_find.png"), lrs=lrs, losses=losses)
+    (out / "lr_find.json").write_text(json.dumps(data, indent=1))
+
+    def human() -> None:
+        sug = suggestion["suggested"]
+        print(f"tried {len(lrs)} learning rates from {lrs[0]:.1e} to {lrs[-1]:.1e}")
+        print(f"  suggested lr {sug:.2e}" if sug else "  no suggestion: the loss never fell")
+        print(f"  plot {out / 'lr_find.png'}")
+
+    emit(args, data, human)
+    return 0
+
+
+TRAIN = Command(
+    "train the shared-encoder autoencoder on face sets A and B",
+    TRAIN_EXAMPLES,
+    _add_train,
+    _run_train,
+)
+
+
+LR_FIND = Command(
+    "LR range test: try rising learning rates, plot the loss, suggest one",
+    LR_FIND_EXAMPLES,
+    _add_lr_find,
+    _run_lr_find,
+)
