@@ -52,3 +52,20 @@ def faceset_pair(tmp_path_factory) -> tuple[Path, Path]:
         extract([str(clip)], root / name, ExtractConfig(size=64, embed=False))
         out.append(root / name)
     return out[0], out[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, faceset_pair) -> Path:
+    """A run folder with a tiny model trained 12 steps on `faceset_pair` (checkpoints, best,
+    previews, metrics): what convert, evaluate and fit tests start from."""
+    from faceswap import faceset as fsmod
+    from faceswap.train.trainer import Trainer, open_run
+
+    from helpers import tiny_train_config
+
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    cfg = open_run(run, tiny_train_config(steps=12), resume=False)
+    Trainer(cfg, fsmod.load(faceset_pair[0]), fsmod.load(faceset_pair[1]), run).train(
+        tensorboard=False
+    )
+    return run

@@ -16,27 +16,12 @@ from faceswap.train import checkpoint as ck
 from faceswap.train.config import TrainConfig
 from faceswap.train.trainer import Trainer, open_run
 
-TINY = {
-    "batch_size": 4,
-    "val_fraction": 0.1,
-    "val_every": 3,
-    "save_every": 3,
-    "preview_every": 3,
-    "val_batches": 1,
-    "model": {
-        "arch": "sae",
-        "resolution": 64,
-        "encoder_dims": 8,
-        "decoder_dims": 8,
-        "bottleneck": 32,
-    },  # fmt: skip
-    "schedule": {"name": "cosine", "lr": 1e-3, "warmup_steps": 2, "total_steps": 12},
-}
+from helpers import TINY_TRAIN as TINY
+from helpers import tiny_train_config
 
 
 def _cfg(**over) -> TrainConfig:
-    data = {**TINY, **over}
-    return from_dict(TrainConfig, data, "test")
+    return tiny_train_config(**over)
 
 
 def _trainer(pair, run, **over) -> Trainer:
@@ -182,7 +167,7 @@ def test_bad_train_input(capsys, faceset_pair, tmp_path, case, words):
 
 
 def test_shipped_train_presets_load():
-    from faceswap.config import from_dict, load_yaml
+    from faceswap.config import load_yaml
     from faceswap.train.config import TrainConfig
 
     presets = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.yaml"))
