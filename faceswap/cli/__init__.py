@@ -17,6 +17,7 @@ from faceswap import __version__
 from faceswap.cli.common import Command, Parser
 from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
+from faceswap.cli.fit import FIT
 from faceswap.cli.train import LR_FIND, TRAIN
 from faceswap.cli.weights import WEIGHTS
 from faceswap.errors import BadInput
@@ -26,6 +27,7 @@ COMMANDS: dict[str, Command] = {
     "faceset": FACESET,
     "train": TRAIN,
     "lr-find": LR_FIND,
+    "fit": FIT,
     "weights": WEIGHTS,
 }
 

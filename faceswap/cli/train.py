@@ -18,6 +18,9 @@ TRAIN_EXAMPLES = """examples:
   faceswap train -A faces/alice -B faces/bob -o runs/ab256 --model sae-256 --batch-size 32
   faceswap train -A faces/alice -B faces/bob -o runs/ab --config configs/train/cpu-small.yaml
   faceswap train -A faces/alice -B faces/bob -o runs/alice2bob --resume --steps 200000
+  faceswap train -A faces/alice -B faces/bob -o runs/ab2 --model sae-128 --init-from runs/ab \
+      --load encoder --freeze encoder:1000
+      (start from another run's encoder, frozen for the first 1000 steps; see docs/fit.md)
   tensorboard --logdir runs/alice2bob/logs
   torchrun --nproc_per_node=2 -m faceswap train -A faces/alice -B faces/bob -o runs/ab2
       (data-parallel on 2 GPUs: --batch-size faces per side per GPU; rank 0 writes the run)
@@ -39,6 +42,13 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, help="seed of split, order, augmentation, init")
     p.add_argument("--resume", action="store_true", help="continue the run in -o exactly")
+    p.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
+                   help="copy the weights whose name and shape match from this run's best "
+                        "checkpoint (or this checkpoint folder)")  # fmt: skip
+    p.add_argument("--load", help="parts to copy with --init-from (default: "
+                                  "encoder,decoder_a,decoder_b)")  # fmt: skip
+    p.add_argument("--freeze", help="freeze parts, e.g. encoder:1000 (the first 1000 steps) or "
+                                    "encoder (the whole run)")  # fmt: skip
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard logs")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
 
@@ -62,6 +72,10 @@ def _train_config(args: argparse.Namespace):
         sched["name"] = args.schedule
     if sched:
         data["schedule"] = sched
+    if getattr(args, "freeze", None) is not None:
+        from faceswap.train.weight_import import parse_freeze
+
+        data["freeze"] = parse_freeze(args.freeze)
     cfg = from_dict(TrainConfig, data, where)
     if args.model:
         cfg.model = model_config_from(args.model, {})
@@ -74,6 +88,12 @@ def _run_train(args: argparse.Namespace) -> int:
     from faceswap.train.trainer import open_run
 
     run_dir = Path(args.output)
+    if args.load is not None and args.init_from is None:
+        raise BadInput("--load: only with --init-from (the run to copy the parts from)")
+    if args.resume:
+        for flag, value in (("--init-from", args.init_from), ("--freeze", args.freeze)):
+            if value is not None:
+                raise BadInput(f"{flag}: only when a run starts (a resumed run keeps its own)")
     fs_a, fs_b = fsmod.load(args.faceset_a), fsmod.load(args.faceset_b)
     if args.resume:
         cfg = open_run(run_dir, _train_config(args) if args.model else None, resume=True)
@@ -96,12 +116,21 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
 
     main_rank = dist.rank == 0
     trainer = Trainer(cfg, fs_a, fs_b, run_dir, dist=dist)
+    report = None
     if args.resume:
         from faceswap.train.checkpoint import latest_checkpoint
 
         latest = latest_checkpoint(run_dir)
         if latest is not None:
             trainer.restore(latest)
+    elif args.init_from is not None:
+        from faceswap.train.weight_import import PARTS, init_from, parse_parts
+
+        parts = parse_parts(args.load) if args.load is not None else PARTS
+        report, trainer.lineage = init_from(trainer.model, args.init_from, parts)
+        if main_rank and not args.json:
+            print(f"weights from {report.source}:")
+            print(report.table())
     log.info("model %s %dpx: %.1f M parameters, %.2f GFLOP per sample (forward+backward)",
              cfg.model.arch, cfg.model.resolution, trainer.parameters / 1e6,
              trainer.flops / 1e9)  # fmt: skip
@@ -130,7 +159,10 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
         )
 
     if main_rank:
-        emit(args, dataclasses.asdict(s), human)
+        data = dataclasses.asdict(s)
+        if report is not None:
+            data["import"] = report.to_dict()
+        emit(args, data, human)
     return 0
 
 

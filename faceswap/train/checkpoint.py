@@ -15,7 +15,9 @@ reads safetensors and JSON only: nothing in a checkpoint can execute code.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import random
 import shutil
@@ -33,9 +35,11 @@ FORMAT = "faceswap-checkpoint"
 VERSION = 1
 PREFIX = "step-"
 
+log = logging.getLogger(__name__)
+
 
 class CheckpointError(BadInput):
-    """A checkpoint that is missing, corrupt or not ours."""
+    """A checkpoint that is missing, corrupt or not ours, or one that could not be written."""
 
 
 # ---- optimizer state <-> (tensors, json) ------------------------------------------------------
@@ -116,7 +120,10 @@ def _fsync_dir(path: Path) -> None:
 
 def _write_folder(final: Path, files: dict[str, Any]) -> None:
     """Write files (tensor dicts -> safetensors, anything else -> JSON) into a temp folder and
-    rename it to `final`. An existing `final` is replaced only after the new one is complete."""
+    rename it to `final`. An existing `final` is replaced only after the new one is complete:
+    it is moved aside to `.NAME.old-PID`, the new one renamed in, the old one removed. A kill
+    between those renames leaves no `final`; `repair` (and `resolve_checkpoint`) use the
+    moved-aside one then."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -144,6 +151,47 @@ def _write_folder(final: Path, files: dict[str, Any]) -> None:
         raise
 
 
+def _remove_folder(path: Path) -> None:
+    """Delete a checkpoint folder so that no half-deleted one keeps its name: rename it to a
+    hidden name first (one atomic step), then remove that."""
+    gone = path.parent / f".{path.name}.del-{os.getpid()}"
+    try:
+        os.rename(path, gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def _aside(p: Path) -> str | None:
+    """NAME of a `.NAME.old-PID` folder (a published folder moved aside), else None."""
+    head, sep, pid = p.name.rpartition(".old-")
+    return head[1:] if p.name.startswith(".") and sep and pid.isdigit() else None
+
+
+def repair(run_dir: Path) -> list[str]:
+    """Clean up after a save that was killed: put back a moved-aside folder whose replacement
+    never got its name (`.best.old-PID` with no `best`), and delete every other hidden leftover
+    (temp folders of unfinished saves, moved-aside and half-deleted folders). Only the run's
+    single writer calls this (save_checkpoint does, first). Returns what it did, for the log."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    done = []
+    for p in sorted(folder.iterdir()):
+        if not p.name.startswith(".") or not p.is_dir():
+            continue
+        name = _aside(p)
+        if name and not (folder / name).exists() and (p / "state.json").is_file():
+            os.rename(p, folder / name)
+            done.append(f"restored {name} from {p.name}")
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(f"removed {p.name}")
+    if done:
+        _fsync_dir(folder)
+    return done
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
@@ -167,11 +215,23 @@ def save_checkpoint(
     }
     folder = Path(run_dir) / "checkpoints"
     path = folder / f"{PREFIX}{step:08d}"
-    _write_folder(path, files)
-    if best:
-        _write_folder(folder / "best", files)
+    for line in repair(run_dir):
+        log.warning("%s: %s (left by an interrupted save)", folder, line)
+    previous = latest_checkpoint(run_dir)
+    try:
+        # best first: a kill between the two writes leaves best ahead of the latest step, and
+        # a resume replays up to it and finds the same best again (never a best older than
+        # the one the resumed run's monitor believes in)
+        if best:
+            _write_folder(folder / "best", files)
+        _write_folder(path, files)
+    except OSError as exc:
+        what = "disk full" if exc.errno == errno.ENOSPC else "cannot write"
+        kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier one"
+        raise CheckpointError(f"{what} while saving checkpoint {path} "
+                              f"({exc.strerror or exc}); {kept}") from None  # fmt: skip
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove_folder(old)
     return path
 
 
@@ -200,25 +260,22 @@ def resolve_checkpoint(path_or_run: str | os.PathLike, which: str = "best") -> P
         raise CheckpointError(f"{p}: no such run or checkpoint")
     if which == "best" and (p / "checkpoints" / "best" / "state.json").is_file():
         return p / "checkpoints" / "best"
+    if which == "best":
+        # a save killed while replacing best: the previous best, moved aside, until the run's
+        # next save puts it back (repair)
+        aside = [q for q in sorted((p / "checkpoints").glob(".best.old-*"))
+                 if _aside(q) == "best" and (q / "state.json").is_file()]  # fmt: skip
+        if aside:
+            return aside[-1]
     latest = latest_checkpoint(p)
     if latest is None:
         raise CheckpointError(f"{p}: no checkpoint found (train the model first)")
     return latest
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """{"model": tensors, "optimizer": state_dict, "rng": (tensors, meta), "state": json}."""
+def read_state(path: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint's state.json, checked to be ours and of a version this faceswap reads."""
     path = Path(path)
-
-    def tensors(name: str) -> dict[str, torch.Tensor]:
-        f = path / name
-        if not f.is_file():
-            raise CheckpointError(f"{f}: missing (incomplete or not a faceswap checkpoint)")
-        try:
-            return load_file(str(f))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{f}: corrupt or not a safetensors file ({exc})") from None
-
     try:
         meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -230,10 +287,35 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r} is not "
                               f"supported (this faceswap reads {VERSION})")  # fmt: skip
+    return meta
+
+
+def _tensors(path: Path, name: str) -> dict[str, torch.Tensor]:
+    f = path / name
+    if not f.is_file():
+        raise CheckpointError(f"{f}: missing (incomplete or not a faceswap checkpoint)")
+    try:
+        return load_file(str(f))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{f}: corrupt or not a safetensors file ({exc})") from None
+
+
+def load_model_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(model tensors, state.json) of a checkpoint, without its optimizer and RNG state: what
+    weight import and fit-training read from a source run."""
+    path = Path(path)
+    meta = read_state(path)
+    return _tensors(path, "model.safetensors"), meta
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """{"model": tensors, "optimizer": state_dict, "rng": (tensors, meta), "state": json}."""
+    path = Path(path)
+    meta = read_state(path)
     opt_meta = meta.get("optimizer", {})
     return {
-        "model": tensors("model.safetensors"),
-        "optimizer": unflatten_optimizer(tensors("optimizer.safetensors"), opt_meta),
-        "rng": (tensors("rng.safetensors"), meta.get("rng", {})),
+        "model": _tensors(path, "model.safetensors"),
+        "optimizer": unflatten_optimizer(_tensors(path, "optimizer.safetensors"), opt_meta),
+        "rng": (_tensors(path, "rng.safetensors"), meta.get("rng", {})),
         "state": meta,
     }

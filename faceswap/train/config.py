@@ -9,6 +9,7 @@ from faceswap.data.augment import AugmentConfig
 from faceswap.models.config import ModelConfig
 from faceswap.train.losses import LossConfig
 from faceswap.train.schedules import ScheduleConfig
+from faceswap.train.weight_import import check_freeze
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -51,6 +52,9 @@ class TrainConfig:
     num_workers: int = option(0, "data loader worker processes (CPU augmentation)")
     nan_patience: int = option(5, "non-finite losses in a row before rolling back")
     nan_lr_factor: float = option(0.5, "LR multiplier applied after a rollback")
+    freeze: dict[str, int] = option(
+        {}, "parts (encoder, decoder_a, decoder_b) frozen for their first N steps, 0 = all run"
+    )
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "steps must be >= 1")
@@ -69,3 +73,4 @@ class TrainConfig:
         _check(self.num_workers >= 0, "num_workers must be >= 0")
         _check(self.nan_patience >= 1, "nan_patience must be >= 1")
         _check(0 < self.nan_lr_factor <= 1, "nan_lr_factor must be in (0, 1]")
+        check_freeze(self.freeze)

@@ -8,6 +8,9 @@
         every val_every: validation loss per side -> monitor (best, overfitting), plateau
         every save_every: checkpoint (weights, optimizer, data positions, RNG, monitor)
 
+Frozen parts (cfg.freeze, a pure function of the step like the LR) have requires_grad off: no
+gradient is computed for them, so AdamW skips them (no moments, no weight decay) until they thaw.
+
 Everything that decides what happens at step t (LR, data order, augmentation, RNG) is either a
 pure function of t or saved in the checkpoint, so a resumed run is the uninterrupted run.
 """
@@ -15,6 +18,7 @@ pure function of t or saved in the checkpoint, so a resumed run is the uninterru
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
@@ -39,6 +43,7 @@ from faceswap.train.config import TrainConfig
 from faceswap.train.losses import FaceLoss
 from faceswap.train.monitor import MonitorState, event_kind, monitor_update
 from faceswap.train.schedules import PlateauState, lr_at, plateau_update
+from faceswap.train.weight_import import describe_freeze, frozen_parts
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,7 @@ class TrainSummary:
     best_step: int | None = None
     events: list[str] = field(default_factory=list)
     stopped: str = "finished"
+    lineage: dict[str, Any] = field(default_factory=dict)
 
 
 def pick_device(name: str) -> torch.device:
@@ -171,15 +177,11 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.parameters = count_parameters(self.model)
         self.flops = flops_per_sample(build_model(cfg.model), res)["forward_backward"]
-        step: torch.nn.Module = PairStep(self.model)
-        if dist.enabled:
-            step = torch.nn.parallel.DistributedDataParallel(
-                step, device_ids=[self.device.index] if self.device.type == "cuda" else None
-            )
-        self.step_model = torch.compile(step) if cfg.compile else step
         self.loss_fn = FaceLoss(cfg.loss)
+        # every parameter, frozen or not: a part that thaws later is updated from then on, and
+        # the optimizer's parameter numbering (which its checkpoint uses) never changes
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad],
+            self.model.parameters(),
             lr=cfg.schedule.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
             fused=on_gpu, foreach=None if on_gpu else True,
         )  # fmt: skip
@@ -194,6 +196,38 @@ class Trainer:
         self.events: list[str] = []
         self.train_losses: list[float] = []  # since the last validation
         self.writer = None
+        self.restored = False  # restore() ran: this run continues a checkpoint
+        self.frozen: tuple[str, ...] = ()
+        self._apply_freeze(log_thaw=False, rewrap=False)
+        self.step_model: torch.nn.Module
+        self._wrap()
+
+    def _wrap(self) -> None:
+        """(Re)build the module the step runs through. DistributedDataParallel registers the
+        parameters that require grad when it is built, so it is rebuilt when a part thaws."""
+        step: torch.nn.Module = PairStep(self.model)
+        if self.dist.enabled:
+            step = torch.nn.parallel.DistributedDataParallel(
+                step, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.step_model = torch.compile(step) if self.cfg.compile else step
+
+    def _apply_freeze(self, log_thaw: bool = True, rewrap: bool = True) -> None:
+        """Set requires_grad per part for the coming step (torch.compile guards on it and
+        recompiles by itself; DistributedDataParallel must be rebuilt)."""
+        frozen = frozen_parts(self.cfg.freeze, self.step)
+        if frozen == self.frozen:
+            return
+        for part, module in self.model.parts().items():
+            module.requires_grad_(part not in frozen)
+        thawed = [p for p in self.frozen if p not in frozen]
+        self.frozen = frozen
+        if rewrap and self.dist.enabled:
+            self._wrap()
+        if thawed and log_thaw:
+            msg = f"step {self.step}: {', '.join(thawed)} unfrozen"
+            log.info(msg)
+            self.events.append(msg)
 
     # ---- run folder ------------------------------------------------------------------------
     def _metadata(self) -> dict[str, Any]:
@@ -216,6 +250,7 @@ class Trainer:
             "plateau": self.plateau.to_dict(),
             "lr_scale": self.lr_scale,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "freeze": {"spec": dict(self.cfg.freeze), "frozen": list(self.frozen)},
         }
 
     def save(self, best: bool = False) -> Path:
@@ -227,22 +262,46 @@ class Trainer:
     def restore(self, path: Path) -> None:
         """Load a checkpoint of this run: weights, optimizer, data positions, RNG, monitor."""
         data = ck.load_checkpoint(path)
+        ours = self.model.state_dict()
+        for k, v in data["model"].items():
+            if k in ours and v.dtype != ours[k].dtype:  # load_state_dict would cast it silently
+                raise ck.CheckpointError(f"{path}: tensor {k} is {v.dtype}, the model holds "
+                                         f"{ours[k].dtype}")  # fmt: skip
         try:
             self.model.load_state_dict(data["model"])
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0][:200]
             raise BadInput(f"{path}: checkpoint does not fit this model ({first})") from None
-        self.optimizer.load_state_dict(data["optimizer"])
         st = data["state"]
-        self.step = int(st["step"])
-        for side, s in self.streams.items():
-            s.load_state_dict(st["streams"][side])
-        self.monitor = MonitorState.from_dict(st.get("monitor", {}))
-        self.plateau = PlateauState.from_dict(st.get("plateau", {}))
-        self.lr_scale = float(st.get("lr_scale", 1.0))
-        if st.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(st["scaler"])
-        ck.set_rng_state(*data["rng"])
+        try:  # state.json is data from a file: any field may be missing or of the wrong kind
+            self.optimizer.load_state_dict(data["optimizer"])
+            for p, pst in self.optimizer.state.items():
+                for key, t in pst.items():
+                    if torch.is_tensor(t) and t.dim() and t.shape != p.shape:
+                        raise ValueError(f"optimizer {key} is {tuple(t.shape)} for a "
+                                         f"parameter of {tuple(p.shape)}")  # fmt: skip
+            self.step = int(st["step"])
+            for side, s in self.streams.items():
+                s.load_state_dict(st["streams"][side])
+            self.monitor = MonitorState.from_dict(st.get("monitor", {}))
+            self.plateau = PlateauState.from_dict(st.get("plateau", {}))
+            self.lr_scale = float(st.get("lr_scale", 1.0))
+            if st.get("scaler") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(st["scaler"])
+            ck.set_rng_state(*data["rng"])
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise ck.CheckpointError(f"{path}: state does not fit this run "
+                                     f"({exc.__class__.__name__}: {str(exc)[:200]})") from None  # fmt: skip
+        self.lineage = st.get("lineage") or {}
+        # the checkpoint's freeze spec is the one this run trains with, whatever the config says
+        spec = (st.get("freeze") or {}).get("spec")
+        if spec is not None and spec != self.cfg.freeze:
+            log.warning("%s: the run froze %s, the config says %s; keeping the run's", path,
+                        describe_freeze(spec) or "nothing",
+                        describe_freeze(self.cfg.freeze) or "nothing")  # fmt: skip
+            self.cfg.freeze = dict(spec)
+        self._apply_freeze(log_thaw=False)
+        self.restored = True
         for side, fs in self.fs.items():
             saved = st.get("facesets", {}).get(side, {}).get("fingerprint")
             if saved and saved != fs.fingerprint():
@@ -282,6 +341,7 @@ class Trainer:
         cfg = self.cfg
         if lr is None:
             lr = lr_at(cfg.schedule, self.step, self.plateau.scale) * self.lr_scale
+        self._apply_freeze()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         a = self._prep(next(self.streams["a"]))
@@ -411,7 +471,7 @@ class Trainer:
             with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
                 row = {"step": self.step, "train": train_mean, "val_a": val["a"],
                        "val_b": val["b"], "gap": val_mean - train_mean}  # fmt: skip
-                fh.write(yaml.safe_dump(row, default_flow_style=True, width=1000))
+                fh.write(json.dumps(row) + "\n")
         stop = bool(self.cfg.early_stop) and (
             self.step - self.monitor.best_step >= self.cfg.early_stop * self.cfg.val_every
         )
@@ -422,6 +482,7 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             write_run_config(self.run_dir, cfg)
+            trim_metrics(self.run_dir, self.step)
         if tensorboard and self.is_main:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -432,6 +493,14 @@ class Trainer:
         last = {"loss": math.nan}
         stopped = "finished"
         val: dict[str, float] = {}
+        if start == 0 and self.lineage and not self.restored:
+            # A run born from imported weights: validate them before any step (the baseline a
+            # fit is judged by: how much the kept identity loses, how fast the new one forms)
+            # and keep them as step 0, so a resume never falls back to a random init.
+            val, is_best, _ = self._evaluate()
+            self.lineage["start_val"] = dict(val)
+            if self.is_main:
+                self.save(best=is_best)
         try:
             while self.step < cfg.steps:
                 t_step = time.perf_counter()
@@ -466,6 +535,11 @@ class Trainer:
             if self.step > start and self.is_main:
                 self.save()
             raise
+        except OSError as exc:  # a preview or metrics write (checkpoints say so themselves)
+            latest = ck.latest_checkpoint(self.run_dir)
+            raise BadInput(f"{self.run_dir}: writing failed at step {self.step} "
+                           f"({exc.strerror or exc}); the last checkpoint "
+                           f"{latest.name if latest else '(none)'} is intact") from None  # fmt: skip
         finally:
             if self.writer is not None:
                 self.writer.close()
@@ -478,11 +552,29 @@ class Trainer:
             train_loss=last.get("loss"), val_loss=val,
             best_val=self.monitor.best_val if math.isfinite(self.monitor.best_val) else None,
             best_step=self.monitor.best_step if self.monitor.best_step >= 0 else None,
-            events=self.events, stopped=stopped,
+            events=self.events, stopped=stopped, lineage=self.lineage,
         )  # fmt: skip
 
 
 # ---- run folders -------------------------------------------------------------------------------
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """Keep the metrics lines of validations up to `step`, where this run starts: a killed run
+    wrote lines past its last checkpoint that the resumed run writes again (and maybe a torn
+    last line)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = yaml.safe_load(line)  # JSON, or the YAML flow lines of older runs
+        except yaml.YAMLError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
+            keep.append(json.dumps(row) + "\n")
+    fsmod.atomic_write_text(path, "".join(keep))
 
 
 def write_run_config(run_dir: Path, cfg: TrainConfig) -> None:
