@@ -94,6 +94,12 @@ def _run_train(args: argparse.Namespace) -> int:
         for flag, value in (("--init-from", args.init_from), ("--freeze", args.freeze)):
             if value is not None:
                 raise BadInput(f"{flag}: only when a run starts (a resumed run keeps its own)")
+    if args.init_from is not None:  # checked before the face sets are decoded
+        from faceswap.train.checkpoint import resolve_checkpoint
+        from faceswap.train.weight_import import PARTS, parse_parts
+
+        args.load = parse_parts(args.load) if args.load is not None else PARTS
+        args.init_from = resolve_checkpoint(args.init_from)
     fs_a, fs_b = fsmod.load(args.faceset_a), fsmod.load(args.faceset_b)
     if args.resume:
         cfg = open_run(run_dir, _train_config(args) if args.model else None, resume=True)
@@ -124,10 +130,9 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
         if latest is not None:
             trainer.restore(latest)
     elif args.init_from is not None:
-        from faceswap.train.weight_import import PARTS, init_from, parse_parts
+        from faceswap.train.weight_import import init_from
 
-        parts = parse_parts(args.load) if args.load is not None else PARTS
-        report, trainer.lineage = init_from(trainer.model, args.init_from, parts)
+        report, trainer.lineage = init_from(trainer.model, args.init_from, args.load)
         if main_rank and not args.json:
             print(f"weights from {report.source}:")
             print(report.table())
