@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import tempfile
@@ -44,6 +45,8 @@ INDEX = "faceset.json"
 FACES_DIR = "faces"
 REJECTED_DIR = "rejected"
 MAX_FACES = 5_000_000
+
+log = logging.getLogger(__name__)
 
 
 class FaceSetError(BadInput):
@@ -442,9 +445,28 @@ def writer_lock(root: str | os.PathLike) -> Iterator[None]:
                 "to finish or stop it"
             ) from None
         try:
+            remove_stale_temps(root)
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def remove_stale_temps(root: Path) -> int:
+    """Delete the temp files (`.NAME.XXXXXXXX.tmp`, see atomic_write_bytes) that a writer killed
+    mid-write left in the set. Called with the writer lock held, so none is still being
+    written. Returns how many went."""
+    n = 0
+    for folder in (root, root / FACES_DIR, root / REJECTED_DIR):
+        if not folder.is_dir():
+            continue
+        for p in folder.iterdir():
+            if p.name.startswith(".") and p.name.endswith(".tmp") and p.is_file():
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                    n += 1
+    if n:
+        log.info("%s: removed %d temp file(s) left by an interrupted write", root, n)
+    return n
 
 
 def create(root: str | os.PathLike, size: int, centering: str, image_format: str) -> FaceSet:

@@ -71,7 +71,7 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ck, "save_file", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(ck.CheckpointError, match="disk full while saving"):
         ck.save_checkpoint(tmp_path, 2, model.state_dict(), opt.state_dict(), {}, best=True)
     assert [p.name for p in ck.list_checkpoints(tmp_path)] == ["step-00000001"]
     assert {p.name: p.read_bytes() for p in good.iterdir()} == before
