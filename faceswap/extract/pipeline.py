@@ -10,6 +10,7 @@ seconds. A re-run skips processed frames and rewrites any orphan image under the
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing as mp
 import os
@@ -353,6 +354,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
         progress(0, 0, todo)
 
     last_save = time.monotonic()
+    index_saved = True  # False once a save failed: the finally below does not try again
     try:
         for src in sources:
             key = src.key
@@ -394,17 +396,25 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
                     progress(len(result.frames), summary.faces_kept, todo)
                 t_decode = time.perf_counter()
     except OSError as exc:
-        fs.save()
-        raise BadInput(
-            f"{out}: writing failed ({exc.strerror}); progress so far is saved"
-        ) from None
+        # a full disk often refuses the index save too: then the index on disk stays as it
+        # was at the last save (valid), and the next run redoes the frames after it
+        try:
+            fs.save()
+            kept = "progress so far is saved"
+        except OSError:
+            index_saved = False
+            kept = "the face set is as it was at its last save; run again to go on"
+        what = "disk full" if exc.errno == errno.ENOSPC else "cannot write"
+        raise BadInput(f"{out}: {what} while saving faces ({exc.strerror or exc}); "
+                       f"{kept}") from None  # fmt: skip
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
         # runs on success, Ctrl-C and errors alike: what was written is indexed
         try:
-            fs.save()
+            if index_saved:
+                fs.save()
         except OSError:
             log.error("could not save the face set index in %s", out)
     if summary.frames_read and not summary.faces_found and not summary.frames_resumed:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -225,11 +226,16 @@ def save_checkpoint(
         if best:
             _write_folder(folder / "best", files)
         _write_folder(path, files)
-    except OSError as exc:
-        what = "disk full" if exc.errno == errno.ENOSPC else "cannot write"
+    except (OSError, SafetensorError) as exc:
+        # safetensors writes in Rust and reports an OS error as SafetensorError("... (os error N)")
+        code = getattr(exc, "errno", None)
+        found = re.search(r"os error (\d+)", str(exc))
+        code = code if code is not None else int(found.group(1)) if found else None
+        reason = os.strerror(code) if code is not None else str(exc)
+        what = "disk full" if code == errno.ENOSPC else "cannot write"
         kept = f"the previous checkpoint {previous} is intact" if previous else "no earlier one"
-        raise CheckpointError(f"{what} while saving checkpoint {path} "
-                              f"({exc.strerror or exc}); {kept}") from None  # fmt: skip
+        raise CheckpointError(f"{what} while saving checkpoint {path} ({reason}); "
+                              f"{kept}") from None  # fmt: skip
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         _remove_folder(old)
     return path

@@ -18,6 +18,7 @@ pure function of t or saved in the checkpoint, so a resumed run is the uninterru
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -537,9 +538,10 @@ class Trainer:
             raise
         except OSError as exc:  # a preview or metrics write (checkpoints say so themselves)
             latest = ck.latest_checkpoint(self.run_dir)
-            raise BadInput(f"{self.run_dir}: writing failed at step {self.step} "
-                           f"({exc.strerror or exc}); the last checkpoint "
-                           f"{latest.name if latest else '(none)'} is intact") from None  # fmt: skip
+            kept = f"the last checkpoint {latest} is intact" if latest else "no checkpoint yet"
+            what = "disk full" if exc.errno == errno.ENOSPC else "cannot write"
+            raise BadInput(f"{self.run_dir}: {what} at step {self.step} ({exc.strerror or exc}); "
+                           f"{kept}") from None  # fmt: skip
         finally:
             if self.writer is not None:
                 self.writer.close()

@@ -12,6 +12,9 @@ has no test hooks. Environment:
   FAULT_KILL=POINT:K  SIGKILL this process just before the K-th (1-based) hit of POINT
   FAULT_SLOW=SECONDS  sleep this long at every hit of a save point, so that a kill from outside
                       at a random time lands inside a save more often
+  FAULT_FULL=POINT:K:BYTES  from the K-th hit of POINT on, no file can grow past BYTES
+                      (RLIMIT_FSIZE): every later write of a bigger file fails in the OS, as
+                      on a full disk, though with EFBIG ("File too large") instead of ENOSPC
 
 Save points (named moments inside the writes that must be crash-safe):
   ck.tensors    a checkpoint's safetensors file is about to be written (kill: the temp folder
@@ -37,6 +40,8 @@ from pathlib import Path
 TRACE = os.environ.get("FAULT_TRACE")
 KILL_POINT, _, KILL_AT = os.environ.get("FAULT_KILL", "").partition(":")
 SLOW = float(os.environ.get("FAULT_SLOW", "0") or 0)
+FULL_POINT, _, FULL_AT = os.environ.get("FAULT_FULL", "").partition(":")
+FULL_AT, _, FULL_BYTES = FULL_AT.partition(":")
 _hits: dict[str, int] = {}
 
 
@@ -57,6 +62,11 @@ def hit(point: str, before_kill=None) -> None:
         if before_kill is not None:
             before_kill()
         os.kill(os.getpid(), signal.SIGKILL)
+    if point == FULL_POINT and str(_hits[point]) == FULL_AT:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a dead process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(FULL_BYTES), int(FULL_BYTES)))
     if SLOW:
         time.sleep(SLOW)
 

@@ -53,6 +53,7 @@ def run_faultrun(
     kill_after: float | None = None,
     wait_for: str | None = None,
     slow: float = 0.0,
+    full: str | None = None,
     timeout: float = 300.0,
 ) -> Outcome:
     """Run `faceswap ARGV` through tests/robustness/faultrun.py.
@@ -60,10 +61,13 @@ def run_faultrun(
     kill_point "POINT:K": the process SIGKILLs itself at that save point (see faultrun.py).
     kill_after: SIGKILL it from here this many seconds after the first trace line starting
     with `wait_for` (or after the start when wait_for is None); a run that ends first is not
-    killed."""
+    killed. slow, full: FAULT_SLOW and FAULT_FULL (see faultrun.py)."""
     trace = tmp / f"trace-{time.monotonic_ns()}"
     env = {**os.environ, **SUBPROCESS_ENV, "FAULT_TRACE": str(trace)}
-    env.pop("FAULT_KILL", None)
+    for k in ("FAULT_KILL", "FAULT_SLOW", "FAULT_FULL"):
+        env.pop(k, None)
+    if full:
+        env["FAULT_FULL"] = full
     if kill_point:
         env["FAULT_KILL"] = kill_point
     if slow:
