@@ -34,6 +34,37 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def image_header_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) that a PNG or JPEG file's header declares, read without decoding the
+    pixels; None for other formats or a header that does not say. data: the file's bytes as
+    uint8 (np.fromfile)."""
+    head = data[:24].tobytes()
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 9 < n:  # JPEG segments: FF marker, 2-byte length (which counts itself), payload
+        if data[i] != 0xFF:
+            return None
+        marker = int(data[i + 1])
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _JPEG_SOF:  # FF Cx, length, precision, height, width
+            h = int(data[i + 5]) << 8 | int(data[i + 6])
+            w = int(data[i + 7]) << 8 | int(data[i + 8])
+            return w, h
+        if marker == 0x01 or 0xD0 <= marker <= 0xD9:  # markers without a length
+            i += 2
+            continue
+        i += 2 + (int(data[i + 2]) << 8 | int(data[i + 3]))
+    return None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to BGR uint8; BadInput naming the file if it can't."""
     path = Path(path)
@@ -43,6 +74,10 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise BadInput(f"{path}: cannot read ({exc.strerror})") from None
     if data.size == 0:
         raise BadInput(f"{path}: empty file")
+    dims = image_header_size(data)
+    if dims is not None and dims[0] * dims[1] > MAX_PIXELS:
+        # refused before decoding: a 50 KB PNG can declare 20000x20000 (a 1.2 GB decode)
+        raise BadInput(f"{path}: image is {dims[0]}x{dims[1]}, too large")
     # IMREAD_COLOR applies EXIF orientation and turns gray, 16-bit and alpha images into
     # 3-channel 8-bit BGR, which is what every later stage expects.
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
