@@ -6,6 +6,7 @@ file fails in one clear line instead of half-way through a long extraction.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import logging
@@ -234,3 +235,225 @@ def open_inputs(inputs: list[str]) -> list[MediaSource]:
         seen.add(rp)
         out.append(_probe(p))
     return out
+
+
+# ---- writing videos ------------------------------------------------------------------------
+#
+# Frames are piped raw (BGR24) into the ffmpeg binary that the imageio-ffmpeg wheel ships, which
+# encodes H.264 and muxes the source's audio track in the same pass. ffmpeg writes a hidden temp
+# file in the output folder; `commit` renames it over the output, so an interrupted or failed
+# run never leaves a truncated file under the output name.
+
+VIDEO_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")  # fmt: skip
+# audio codecs that MP4/MOV can carry as they are; anything else is re-encoded to AAC
+_MP4_AUDIO = {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"}
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def probe_audio(path: str | os.PathLike) -> str | None:
+    """Codec name of the first audio stream of a media file (e.g. "aac"), or None."""
+    import re
+    import subprocess
+
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                          capture_output=True, text=True, errors="replace")  # fmt: skip
+    # ffmpeg exits 1 here (no output named); the stream list is on stderr either way:
+    #   Stream #0:1[0x2](und): Audio: aac (LC) (mp4a / 0x6134706D), 44100 Hz, stereo, ...
+    found = re.search(r"Stream #\d+:\d+\S*: Audio: (\w+)", proc.stderr)
+    return found.group(1) if found else None
+
+
+def read_tags(path: str | os.PathLike) -> dict[str, str]:
+    """The format-level metadata tags of a media file (what `ffprobe -show_format` lists)."""
+    import subprocess
+
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(path),
+                           "-f", "ffmetadata", "-"], capture_output=True)  # fmt: skip
+    if proc.returncode != 0:
+        raise BadInput(f"{path}: cannot read the metadata ({_last_line(proc.stderr)})")
+    return parse_ffmetadata(proc.stdout.decode("utf-8", "replace"))
+
+
+def parse_ffmetadata(text: str) -> dict[str, str]:
+    """Global `key=value` tags of an ffmetadata text (ffmpeg escapes '=', ';', '#', '\\' and
+    newlines with a backslash); stops at the first [STREAM] or [CHAPTER] section."""
+    tags: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == "[":
+            break
+        if text[i] in ";#\n":  # a comment (the ;FFMETADATA1 header) or an empty line
+            i = text.find("\n", i)
+            i = n if i < 0 else i + 1
+            continue
+        key: list[str] = []
+        value: list[str] = []
+        target = key
+        while i < n and text[i] != "\n":
+            ch = text[i]
+            if ch == "\\" and i + 1 < n:
+                target.append(text[i + 1])
+                i += 2
+                continue
+            if ch == "=" and target is key:
+                target = value
+            else:
+                target.append(ch)
+            i += 1
+        i += 1
+        tags["".join(key)] = "".join(value)
+    return tags
+
+
+def _last_line(stderr: bytes | str) -> str:
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def fps_fraction(fps: float) -> str:
+    """A frame rate as the exact fraction ffmpeg wants: 29.97002997 -> "30000/1001"."""
+    from fractions import Fraction
+
+    f = Fraction(fps).limit_denominator(1001)
+    return f"{f.numerator}/{f.denominator}"
+
+
+class VideoWriter:
+    """H.264 video of BGR frames, with the audio of `audio_from` and format-level tags.
+
+    `write` frames, then `finish()` (ffmpeg completes the temp file; returns its path, e.g.
+    to hash it), then `commit()` (rename over `path`). `abort()`, or leaving a `with` block
+    by an exception, stops ffmpeg and deletes the temp file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        width: int,
+        height: int,
+        fps: float,
+        *,
+        crf: int = 18,
+        preset: str = "veryfast",
+        audio_from: str | os.PathLike | None = None,
+        audio_start: float = 0.0,
+        audio_duration: float | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        import secrets
+        import subprocess
+        import tempfile
+
+        self.path = Path(path)
+        fmt = VIDEO_FORMATS.get(self.path.suffix.lower())
+        if fmt is None:
+            raise BadInput(f"{self.path}: video output must end in "
+                           f"{', '.join(sorted(VIDEO_FORMATS))}")  # fmt: skip
+        if preset not in X264_PRESETS:
+            raise BadInput(f"preset {preset!r}: must be one of {', '.join(X264_PRESETS)}")
+        self.width, self.height = width, height
+        self.frame_bytes = width * height * 3
+        self.frames = 0
+        # a hidden name of our own that ffmpeg creates (with the usual permissions, which
+        # mkstemp's 0600 would not give)
+        self.tmp = (
+            self.path.parent / f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
+        )
+        cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
+               "-framerate", fps_fraction(fps), "-i", "pipe:0"]  # fmt: skip
+        self.audio = probe_audio(audio_from) if audio_from is not None else None
+        if self.audio is not None:
+            if audio_start > 0:
+                cmd += ["-ss", f"{audio_start:.6f}"]
+            if audio_duration is not None:
+                cmd += ["-t", f"{audio_duration:.6f}"]
+            cmd += ["-i", str(audio_from), "-map", "0:v:0", "-map", "1:a:0"]
+        else:
+            cmd += ["-map", "0:v:0"]
+        if width % 2 or height % 2:
+            # 4:2:0 chroma needs even sides: pad one black row/column rather than drop pixels
+            log.warning("%dx%d has an odd side: the video is padded to even with black",
+                        width, height)  # fmt: skip
+            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+        cmd += ["-c:v", "libx264", "-crf", str(crf), "-preset", preset, "-pix_fmt", "yuv420p"]
+        if self.audio is not None:
+            copy = fmt == "matroska" or self.audio in _MP4_AUDIO
+            cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
+            cmd += ["-shortest"]
+        for key, value in (tags or {}).items():
+            cmd += ["-metadata", f"{key}={value}"]
+        if fmt in ("mp4", "mov"):
+            # use_metadata_tags: keep custom keys (MP4 otherwise drops all but a fixed few)
+            cmd += ["-movflags", "+faststart+use_metadata_tags"]
+        cmd += ["-f", fmt, str(self.tmp)]
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as ffmpeg)
+        # own session: a Ctrl-C in the terminal reaches us, and we stop ffmpeg ourselves
+        self.proc: subprocess.Popen | None = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr,
+            start_new_session=True,
+        )  # fmt: skip
+        self.done = False
+
+    def _error(self) -> str:
+        self._stderr.seek(0)
+        return _last_line(self._stderr.read())
+
+    def write(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"frame must be ({self.height}, {self.width}, 3) uint8, "
+                             f"not {frame.shape} {frame.dtype}")  # fmt: skip
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
+        except (BrokenPipeError, OSError):
+            self.proc.wait()
+            raise BadInput(f"{self.path}: the video encoder stopped: {self._error()}") from None
+        self.frames += 1
+
+    def finish(self) -> Path:
+        """Close the stream and wait for ffmpeg; the complete video is at the returned path."""
+        assert self.proc is not None and self.proc.stdin is not None
+        with contextlib.suppress(BrokenPipeError):
+            self.proc.stdin.close()
+        rc = self.proc.wait()
+        if rc != 0:
+            msg = self._error()
+            self.abort()
+            raise BadInput(f"{self.path}: encoding failed: {msg}")
+        self.done = True
+        return self.tmp
+
+    def commit(self) -> None:
+        """Rename the finished temp file over the output path."""
+        if not self.done:
+            self.finish()
+        os.replace(self.tmp, self.path)
+        self._stderr.close()
+
+    def abort(self) -> None:
+        """Stop ffmpeg (if running) and delete the temp file; the output path is untouched."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc is not None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        self.tmp.unlink(missing_ok=True)
+        self._stderr.close()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()

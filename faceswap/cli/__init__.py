@@ -15,6 +15,7 @@ import traceback
 
 from faceswap import __version__
 from faceswap.cli.common import Command, Parser
+from faceswap.cli.convert import CONVERT
 from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
 from faceswap.cli.fit import FIT
@@ -29,6 +30,7 @@ COMMANDS: dict[str, Command] = {
     "lr-find": LR_FIND,
     "fit": FIT,
     "weights": WEIGHTS,
+    "convert": CONVERT,
 }
 
 

@@ -1,0 +1,67 @@
+"""Colour matching of the swapped face to the face it replaces, inside the face mask.
+
+All functions take the swapped face and the original crop as (R, R, 3) BGR float32 in
+[0, 255], and a boolean (R, R) mask of the pixels whose statistics count; they return the
+corrected face (whole crop) as float32, unclipped.
+
+- avg:  shift each channel so the masked means match.
+- rct:  Reinhard et al. 2001 colour transfer: match mean and standard deviation per channel
+        in CIE Lab, where the channels are nearly decorrelated.
+- hist: histogram matching per BGR channel: map the face's masked CDF onto the original's.
+- none: the face as the model made it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+COLOR_MODES = ("avg", "rct", "hist", "none")
+# a swapped face with almost no variation in a channel would be stretched without limit by rct
+_MAX_GAIN = 4.0
+
+
+def _masked(img: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N, 3) pixels inside the mask (all pixels if the mask is empty)."""
+    return img[mask] if mask.any() else img.reshape(-1, 3)
+
+
+def avg_color(face: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return face + (_masked(ref, mask).mean(0) - _masked(face, mask).mean(0))
+
+
+def rct_color(face: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    # float32 Lab wants BGR in [0, 1]: L in [0, 100], a and b about [-127, 127]
+    lab_f = cv2.cvtColor(np.clip(face, 0, 255) / 255.0, cv2.COLOR_BGR2Lab)
+    lab_r = cv2.cvtColor(ref / 255.0, cv2.COLOR_BGR2Lab)
+    pf, pr = _masked(lab_f, mask), _masked(lab_r, mask)
+    mu_f, sd_f = pf.mean(0), pf.std(0)
+    mu_r, sd_r = pr.mean(0), pr.std(0)
+    gain = np.clip(sd_r / np.maximum(sd_f, 1e-3), 1.0 / _MAX_GAIN, _MAX_GAIN)
+    out = (lab_f - mu_f) * gain + mu_r
+    return cv2.cvtColor(out.astype(np.float32), cv2.COLOR_Lab2BGR) * 255.0
+
+
+def hist_color(face: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    pf, pr = _masked(face, mask), _masked(ref, mask)
+    out = np.empty_like(face)
+    q = np.linspace(0.0, 1.0, 257)
+    for c in range(3):
+        # value -> its quantile among the face's masked pixels -> the original's value there
+        src_q = np.quantile(pf[:, c], q)
+        ref_q = np.quantile(pr[:, c], q)
+        src_q = np.maximum.accumulate(src_q + np.arange(257) * 1e-6)  # strictly increasing
+        out[..., c] = np.interp(face[..., c], src_q, ref_q)
+    return out
+
+
+def match_color(mode: str, face: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    if mode == "avg":
+        return avg_color(face, ref, mask)
+    if mode == "rct":
+        return rct_color(face, ref, mask)
+    if mode == "hist":
+        return hist_color(face, ref, mask)
+    if mode == "none":
+        return face
+    raise ValueError(f"color must be one of {', '.join(COLOR_MODES)}, not {mode!r}")

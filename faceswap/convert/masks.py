@@ -1,0 +1,79 @@
+"""The blend mask of a swapped face: learned, landmark hull, or both; eroded and feathered.
+
+All work happens in crop space at a working size of at least 256 px, so the mask edge is smooth
+however small the model's resolution. `erode` and `feather` are fractions of the crop side: the
+crop is a fixed multiple of the face (see the centerings in docs/faceset.md), so the edge
+scales with the face in the frame. For example 0.04 of a crop that covers 300 frame pixels is a
+12 px soft edge.
+
+The edge is shaped with a signed distance field (inside positive, in pixels), which makes
+erosion continuous (0.3 px is 0.3 px, not zero or one pixel) and gives the feather the same
+width all around the face. The crop border counts as a mask edge, so the mask always fades out
+before the square of the crop ends: no seam where the crop stops.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from faceswap.extract.masks import landmark_mask
+
+MASK_MODES = ("learned", "hull", "product")
+MIN_WORK_SIZE = 256
+
+
+def work_size(resolution: int) -> int:
+    """Side of the crop-space mask for a model of this resolution."""
+    return max(resolution, MIN_WORK_SIZE)
+
+
+def raw_mask(
+    mode: str,
+    learned: np.ndarray | None,
+    landmarks: np.ndarray,
+    resolution: int,
+    hull: str = "extended",
+) -> np.ndarray:
+    """(W, W) float32 mask in [0, 1] at `work_size(resolution)`.
+
+    learned: the decoder's (R, R) mask or None; landmarks: (68, 2) in model-crop pixels (R).
+    """
+    if mode not in MASK_MODES:
+        raise ValueError(f"mask must be one of {', '.join(MASK_MODES)}, not {mode!r}")
+    size = work_size(resolution)
+    out: np.ndarray | None = None
+    if mode in ("learned", "product") and learned is not None:
+        out = learned.astype(np.float32)
+        if out.shape[0] != size:
+            out = cv2.resize(out, (size, size), interpolation=cv2.INTER_LINEAR)
+    if mode in ("hull", "product") or out is None:
+        # (p + 0.5) * s - 0.5: the same points in the larger working crop
+        lm = (np.asarray(landmarks, dtype=np.float64) + 0.5) * (size / resolution) - 0.5
+        h = landmark_mask(lm, size, hull)
+        out = h if out is None else out * h
+    return out
+
+
+def signed_distance(binary: np.ndarray) -> np.ndarray:
+    """(H, W) float32: distance to the mask edge in pixels, positive inside, negative outside;
+    the image border counts as an edge for inside pixels."""
+    inside = np.pad(binary.astype(np.uint8), 1)  # zero frame: the border is outside
+    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
+    d_out = cv2.distanceTransform((1 - binary).astype(np.uint8), cv2.DIST_L2,
+                                  cv2.DIST_MASK_5)  # fmt: skip
+    # half a pixel each side puts the zero level on the edge between pixels
+    return np.where(binary > 0, d_in - 0.5, 0.5 - d_out).astype(np.float32)
+
+
+def shape_mask(mask: np.ndarray, erode: float, feather: float) -> np.ndarray:
+    """Threshold a soft (W, W) mask at 0.5, move its edge in by `erode` * W px (out if
+    negative) and give it a smooth ramp `feather` * W px wide, centred on the moved edge."""
+    size = mask.shape[0]
+    sd = signed_distance(mask >= 0.5) - erode * size
+    width = feather * size
+    if width < 1.0:
+        # no feather: still anti-alias the edge over one pixel
+        return np.clip(sd + 0.5, 0.0, 1.0).astype(np.float32)
+    t = np.clip(sd / width + 0.5, 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep: no kink at either end
