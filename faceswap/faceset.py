@@ -38,6 +38,7 @@ import numpy as np
 from faceswap import __version__
 from faceswap.config import CENTERINGS, IMAGE_FORMATS
 from faceswap.errors import BadInput
+from faceswap.media import image_header_size
 
 FORMAT = "faceswap-faceset"
 VERSION = 1
@@ -158,7 +159,16 @@ class FaceSet:
     def load_image(self, face: Face) -> np.ndarray:
         """The aligned crop as BGR uint8 (size, size, 3)."""
         path = self.path_of(face)
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError:
+            raise FaceSetError(f"{path}: face image is missing or unreadable") from None
+        dims = image_header_size(data)
+        if dims is not None and dims != (self.size, self.size):
+            # said before decoding: a tiny file can declare a huge image
+            raise FaceSetError(f"{path}: face image is {dims[0]}x{dims[1]}, "
+                               f"the face set says {self.size}x{self.size}")  # fmt: skip
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         if img is None:
             raise FaceSetError(f"{path}: face image is missing or unreadable")
         if img.shape[:2] != (self.size, self.size):
