@@ -23,7 +23,7 @@ Every output is labelled as synthetic (container tags + OUT.provenance.json; see
 """
 
 # flag -> ConvertConfig field (top level) or ExtractConfig field (section extract)
-_TOP = ("direction", "batch_size", "device", "precision", "smooth", "smooth_beta", "mask", "hull",
+_TOP = ("direction", "batch_size", "device", "precision", "smooth", "mask", "hull",
         "erode", "feather", "color", "blend", "sharpen", "select", "identity_threshold", "crf",
         "preset", "workers")  # fmt: skip
 _EXTRACT = ("detector", "aligner", "weights_dir", "detect_size", "upsample", "min_score",
@@ -50,8 +50,8 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--color", help="avg, rct (default), hist or none")
     p.add_argument("--blend", help="feather (default) or seamless")
     p.add_argument("--sharpen", type=float, help="unsharp amount on the swapped face (0 = off)")
-    p.add_argument("--smooth", type=float, help="landmark smoothing cutoff in Hz (0 = off, 1)")
-    p.add_argument("--smooth-beta", type=float, help="less smoothing lag on fast motion (4)")
+    p.add_argument("--smooth", type=float,
+                   help="landmark smoothing half-window in seconds (0.25; 0 = off)")  # fmt: skip
     p.add_argument("--select", help="all (default) or identity (only the model's identity)")
     p.add_argument("--identity", nargs="+", metavar="REF",
                    help="photos of the person to replace (select identity; default: the "

@@ -29,8 +29,7 @@ class ConvertConfig:
     batch_size: int = option(8, "faces per model call")
     device: str = option("auto", "torch device of the model: auto, cpu or cuda")
     precision: str = option("auto", "auto (fp16/bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
-    smooth: float = option(1.0, "One-Euro cutoff at rest in Hz: lower is steadier (0 = off)")
-    smooth_beta: float = option(4.0, "One-Euro speed gain: higher lags less on fast motion")
+    smooth: float = option(0.25, "landmark smoothing: half-window in seconds (0 = off)")
     mask: str = option("product", "learned (decoder's mask), hull (landmarks) or product")
     hull: str = option("extended", "landmark mask: hull, extended (with forehead) or components")
     erode: float = option(0.02, "move the mask edge in (+) or out (-), fraction of crop side")
@@ -59,8 +58,7 @@ class ConvertConfig:
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu or cuda, not {self.device!r}")  # fmt: skip
         _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
-        _check(0.0 <= self.smooth <= 100.0, "smooth must be between 0 (off) and 100 Hz")
-        _check(0.0 <= self.smooth_beta <= 1000.0, "smooth_beta must be between 0 and 1000")
+        _check(0.0 <= self.smooth <= 2.0, "smooth must be between 0 (off) and 2 seconds")
         _check(self.mask in MASK_MODES, f"mask must be one of {', '.join(MASK_MODES)}")
         _check(self.hull in MASK_KINDS, f"hull must be one of {', '.join(MASK_KINDS)}")
         _check(-0.2 <= self.erode <= 0.2, "erode must be between -0.2 and 0.2")

@@ -14,6 +14,8 @@ before the square of the crop ends: no seam where the crop stops.
 
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -56,24 +58,35 @@ def raw_mask(
 
 
 def signed_distance(binary: np.ndarray) -> np.ndarray:
-    """(H, W) float32: distance to the mask edge in pixels, positive inside, negative outside;
-    the image border counts as an edge for inside pixels."""
-    inside = np.pad(binary.astype(np.uint8), 1)  # zero frame: the border is outside
-    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5)[1:-1, 1:-1]
-    d_out = cv2.distanceTransform((1 - binary).astype(np.uint8), cv2.DIST_L2,
-                                  cv2.DIST_MASK_5)  # fmt: skip
+    """(H, W) float32: distance to the mask edge in pixels, positive inside, negative outside.
+    (The mask-5 distance transform is within ~2% of the true Euclidean one, at a quarter of
+    the cost of the exact one.)"""
+    inside = binary.astype(np.uint8)
+    d_in = cv2.distanceTransform(inside, cv2.DIST_L2, cv2.DIST_MASK_5)
+    d_out = cv2.distanceTransform(1 - inside, cv2.DIST_L2, cv2.DIST_MASK_5)
     # half a pixel each side puts the zero level on the edge between pixels
-    return np.where(binary > 0, d_in - 0.5, 0.5 - d_out).astype(np.float32)
+    return np.where(inside > 0, d_in - 0.5, 0.5 - d_out).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def border_distance(size: int) -> np.ndarray:
+    """(size, size) float32: distance of each pixel centre to the outer edge of the crop
+    (cached, read-only)."""
+    d = np.minimum(np.arange(size), np.arange(size)[::-1]).astype(np.float32) + 0.5
+    out = np.minimum(d[:, None], d[None, :])
+    out.setflags(write=False)
+    return out
 
 
 def shape_mask(mask: np.ndarray, erode: float, feather: float) -> np.ndarray:
     """Threshold a soft (W, W) mask at 0.5, move its edge in by `erode` * W px (out if
-    negative) and give it a smooth ramp `feather` * W px wide, centred on the moved edge."""
+    negative) and give it a smooth ramp `feather` * W px wide, centred on the moved edge.
+    Towards the crop's border the mask fades to 0 over the same width, ending at the border."""
     size = mask.shape[0]
     sd = signed_distance(mask >= 0.5) - erode * size
-    width = feather * size
-    if width < 1.0:
-        # no feather: still anti-alias the edge over one pixel
-        return np.clip(sd + 0.5, 0.0, 1.0).astype(np.float32)
-    t = np.clip(sd / width + 0.5, 0.0, 1.0)
+    width = max(1.0, feather * size)  # no feather still anti-aliases over one pixel
+    t = np.minimum(sd / width + 0.5, border_distance(size) / width)
+    t = np.clip(t, 0.0, 1.0)
+    if feather * size < 1.0:
+        return t.astype(np.float32)
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)  # smoothstep: no kink at either end

@@ -2,7 +2,7 @@
 
     reader thread      frames of the clip (OpenCV decode, GIL released)
     faces thread       faces per frame (face-set lookup, or extract's FaceFinder in worker
-                       processes), One-Euro smoothing, identity check, crops for the model
+                       processes), Savitzky-Golay smoothing, identity check, crops for the model
     main thread        batched model inference (torch releases the GIL)
     composite pool     per frame: mask, colour, sharpen, un-warp, blend, watermark (cv2)
     writer thread      frames in order into ffmpeg (H.264 + the source's audio), PNGs or a
@@ -41,7 +41,7 @@ from faceswap.convert.masks import raw_mask, shape_mask, work_size
 from faceswap.convert.model import SwapModel, load_swap_model, sides
 from faceswap.convert.select import IdentitySelector, faceset_references, photo_references
 from faceswap.convert.sinks import Sink, open_sink, output_kind
-from faceswap.convert.smoothing import LandmarkSmoother
+from faceswap.convert.smoothing import TrackSmoother
 from faceswap.convert.warp import crop_face, face_matrices, paste_box, resize_matrix, unwarp
 from faceswap.errors import BadInput
 from faceswap.extract.alignment import compose, transform_points
@@ -351,11 +351,12 @@ def _stream(src, start, end, wanted, cfg: ConvertConfig, model: SwapModel, looku
             yield from detector.run(frames_in(), r.stop.is_set)
 
     def faces_stage() -> None:
-        smoother = LandmarkSmoother(cfg.smooth, cfg.smooth_beta)
-        for idx, frame, raws in raw_faces():
+        smoother = TrackSmoother(round(cfg.smooth * fps))
+
+        def emit(idx: int, item: tuple[np.ndarray, list[RawFace]], tracked: list) -> None:
             t1 = time.perf_counter()
             t_identity = 0.0
-            tracked = smoother.update(idx, fps, [f.landmarks for f in raws])
+            frame, raws = item
             jobs: list[FaceJob] = []
             rgb = None
             for raw, (track, lm) in zip(raws, tracked):
@@ -375,6 +376,13 @@ def _stream(src, start, end, wanted, cfg: ConvertConfig, model: SwapModel, looku
                 r.add("identity", t_identity)
             r.add("align", time.perf_counter() - t1 - t_identity)
             r.put(q_faces, job)
+
+        for idx, frame, raws in raw_faces():
+            # the smoother holds frames back until their window is complete (~smooth seconds)
+            for done in smoother.push(idx, (frame, raws), [f.landmarks for f in raws]):
+                emit(*done)
+        for done in smoother.flush():
+            emit(*done)
         r.put(q_faces, _END)
 
     def writer() -> None:
