@@ -286,7 +286,7 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads((path / "state.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: not a faceswap checkpoint (no state.json)") from None
-    except (UnicodeDecodeError, json.JSONDecodeError, OSError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, OSError):
         raise CheckpointError(f"{path / 'state.json'}: corrupt (not valid JSON)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a faceswap checkpoint")
@@ -318,10 +318,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """{"model": tensors, "optimizer": state_dict, "rng": (tensors, meta), "state": json}."""
     path = Path(path)
     meta = read_state(path)
-    opt_meta = meta.get("optimizer", {})
+    opt_tensors = _tensors(path, "optimizer.safetensors")
+    try:  # tensor names and state.json are data from the file: "<param>.<key>", a dict
+        optimizer = unflatten_optimizer(opt_tensors, meta.get("optimizer", {}))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: malformed optimizer state ({exc.__class__.__name__}: "
+                              f"{str(exc)[:200]})") from None  # fmt: skip
     return {
         "model": _tensors(path, "model.safetensors"),
-        "optimizer": unflatten_optimizer(_tensors(path, "optimizer.safetensors"), opt_meta),
+        "optimizer": optimizer,
         "rng": (_tensors(path, "rng.safetensors"), meta.get("rng", {})),
         "state": meta,
     }
