@@ -389,7 +389,8 @@ class VideoWriter:
         if self.audio is not None:
             copy = fmt == "matroska" or self.audio in _MP4_AUDIO
             cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]
-            cmd += ["-shortest"]
+            # no -shortest: it would drop video frames where the audio ends a little early;
+            # the audio keeps its own length, as in the source (or audio_duration, if given)
         for key, value in (tags or {}).items():
             cmd += ["-metadata", f"{key}={value}"]
         if fmt in ("mp4", "mov"):

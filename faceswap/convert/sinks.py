@@ -60,6 +60,7 @@ class Sink:
         self.tmp = _temp_name(out)
         self.watermark = provenance.Watermark(src.width, src.height) if watermark else None
         self.audio: str | None = None
+        self.created_dirs: list[Path] = []
 
     def write(self, index: int, frame: np.ndarray, original: np.ndarray | None) -> None:
         raise NotImplementedError
@@ -75,6 +76,14 @@ class Sink:
 
     def abort(self) -> None:
         self.tmp.unlink(missing_ok=True)
+        self._remove_created_dirs()
+
+    def _remove_created_dirs(self) -> None:
+        for d in self.created_dirs:
+            try:
+                d.rmdir()
+            except OSError:
+                return  # not empty (or gone): leave it and its parents
 
 
 class VideoSink(Sink):
@@ -99,6 +108,7 @@ class VideoSink(Sink):
 
     def abort(self) -> None:
         self.writer.abort()
+        self._remove_created_dirs()
 
 
 class ImageSink(Sink):
@@ -129,6 +139,7 @@ class ImageSink(Sink):
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._remove_created_dirs()
 
 
 class PreviewSink(Sink):
@@ -162,12 +173,17 @@ class PreviewSink(Sink):
 def open_sink(kind: str, out: Path, src: MediaSource, cfg: Any, label: dict,
               audio_start: float, audio_len: float | None) -> Sink:  # fmt: skip
     """Create the output's folder (checks are done by now) and the sink that writes there."""
+    missing = [p for p in [out.parent, *out.parent.parents] if not p.exists()]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadInput(f"{out}: cannot create its folder ({exc.strerror})") from None
+    sink: Sink
     if kind == "video":
-        return VideoSink(out, src, cfg, label, audio_start, audio_len)
-    if kind == "images":
-        return ImageSink(out, src, cfg, label)
-    return PreviewSink(out, src, cfg, label)
+        sink = VideoSink(out, src, cfg, label, audio_start, audio_len)
+    elif kind == "images":
+        sink = ImageSink(out, src, cfg, label)
+    else:
+        sink = PreviewSink(out, src, cfg, label)
+    sink.created_dirs = missing  # innermost first: removed again by abort if still empty
+    return sink
