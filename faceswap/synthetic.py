@@ -4,7 +4,8 @@ The portrait from `skimage.data.astronaut()` (public domain, bundled with scikit
 download) is warped into larger frames by a per-frame similarity transform. Because every frame's
 source-to-frame matrix is returned, tests can map known points of the portrait (for example the
 landmarks detected on the still image) into each frame and compare them with what the extractor
-finds there. The same clips feed the demo, together with `recolor_identity` as a second identity.
+finds there. The same clips feed the demo; `faceswap.demo.faces` gives its second identity and
+the per-frame expressions (`render_clip` takes one face image per frame).
 
 Coordinates are OpenCV pixel coordinates: x to the right, y down, integer values at pixel centres.
 """
@@ -15,6 +16,7 @@ import functools
 import logging
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,6 +261,25 @@ def astronaut() -> np.ndarray:
     return _astronaut_cached()
 
 
+#: What `render_clip` takes as the face: one image for every frame, one image per frame (a
+#: sequence, or an (N, h, w, 3) array), or a function from the frame index to its image.
+FaceImages = np.ndarray | Sequence[np.ndarray] | Callable[[int], np.ndarray]
+
+
+def _face_per_frame(face_rgb: FaceImages | None, n_frames: int) -> Callable[[int], np.ndarray]:
+    """frame index -> source image, checked before anything is written where it can be."""
+    if face_rgb is None:
+        src = astronaut()
+        return lambda i: src
+    if callable(face_rgb):
+        return face_rgb
+    if isinstance(face_rgb, np.ndarray) and face_rgb.ndim == 3:
+        return lambda i: face_rgb
+    if len(face_rgb) != n_frames:
+        raise ValueError(f"face_rgb has {len(face_rgb)} images but n_frames is {n_frames}")
+    return lambda i: face_rgb[i]
+
+
 def render_clip(
     path: str | os.PathLike[str],
     n_frames: int = 48,
@@ -267,7 +288,7 @@ def render_clip(
     fps: float = 24.0,
     seed: int = 0,
     base_scale: float = 2.0,
-    face_rgb: np.ndarray | None = None,
+    face_rgb: FaceImages | None = None,
     face_center: tuple[float, float] | None = None,
     motion: list[Motion] | None = None,
 ) -> list[np.ndarray]:
@@ -280,10 +301,13 @@ def render_clip(
         fps: Frame rate written into the file.
         seed: Seed for `head_motion` when `motion` is None.
         base_scale: Scale of the source image in the frame (before each frame's motion scale).
-        face_rgb: Source RGB uint8 image; the astronaut portrait when None.
+        face_rgb: Source RGB uint8 image; the astronaut portrait when None. For a face that
+            changes over the clip (expressions), one image per frame: a sequence of
+            `n_frames` images, an (n_frames, h, w, 3) array, or a callable taking the frame
+            index (0 .. n_frames - 1) and returning that frame's image.
         face_center: Point of the source the motion is about; `ASTRONAUT_FACE_CENTER` when None
-            (right for the astronaut and for `recolor_identity` variants of it; pass your own for
-            another image).
+            (right for the astronaut, `recolor_identity` variants of it and the demo faces of
+            `faceswap.demo.faces`; pass your own for another image).
         motion: Per-frame motion, `len(motion) == n_frames`; `head_motion(n_frames, seed=seed)`
             when None.
 
@@ -298,7 +322,7 @@ def render_clip(
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    src = astronaut() if face_rgb is None else face_rgb
+    face_at = _face_per_frame(face_rgb, n_frames)
     center = ASTRONAUT_FACE_CENTER if face_center is None else face_center
     if motion is None:
         motion = head_motion(n_frames, seed=seed)
@@ -313,9 +337,9 @@ def render_clip(
         raise RuntimeError(f"could not open a video writer (mp4v) for {out}")
     matrices: list[np.ndarray] = []
     try:
-        for mo in motion:
+        for i, mo in enumerate(motion):
             frame, m = render_frame(
-                src, mo, (width, height), face_center=center, base_scale=base_scale
+                face_at(i), mo, (width, height), face_center=center, base_scale=base_scale
             )
             writer.write(frame)
             matrices.append(m)

@@ -1,0 +1,1 @@
+"""The demo: sample clips of two faces made offline from the astronaut portrait (faces.py)."""
