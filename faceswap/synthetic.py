@@ -16,7 +16,7 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -272,6 +272,9 @@ def _face_per_frame(face_rgb: FaceImages | None, n_frames: int) -> Callable[[int
         src = astronaut()
         return lambda i: src
     if callable(face_rgb):
+        # A callable that knows its length (faceswap.demo.faces.ExpressionClip) is checked too.
+        if isinstance(face_rgb, Sized) and len(face_rgb) < n_frames:
+            raise ValueError(f"face_rgb has {len(face_rgb)} frames but n_frames is {n_frames}")
         return face_rgb
     if isinstance(face_rgb, np.ndarray) and face_rgb.ndim == 3:
         return lambda i: face_rgb

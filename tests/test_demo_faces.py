@@ -16,6 +16,7 @@ from faceswap.demo.faces import (
     FaceShape,
     astronaut_landmarks,
     expression,
+    expression_frames,
     expression_landmarks,
     expression_schedule,
     find_landmarks,
@@ -155,9 +156,13 @@ def test_expression_clip_frames_match_exact_expressions(portrait) -> None:
     assert np.abs(frame.astype(float) - exact).mean() < 0.5
     assert np.abs(frame.astype(float) - a).mean() > 0.2  # and the face did change
 
+    # expression_frames knows the portrait's landmarks (and identity B's) without detecting.
+    known = expression_frames(a, 40, seed=5)
+    np.testing.assert_array_equal(known(i), frame)
+
 
 def test_render_clip_takes_one_face_per_frame(tmp_path, portrait) -> None:
-    a, _ = portrait
+    a, lm = portrait
     dark, light = np.full_like(a, 20), np.full_like(a, 230)
     faces_seq = [dark, light, dark, light]
     size = (160, 120)
@@ -181,6 +186,9 @@ def test_render_clip_takes_one_face_per_frame(tmp_path, portrait) -> None:
     # A wrong number of faces fails before any file is made.
     with pytest.raises(ValueError, match="face_rgb has 4 images"):
         render_clip(tmp_path / "bad.mp4", 5, frame_size=size, face_rgb=faces_seq)
+    assert not (tmp_path / "bad.mp4").exists()
+    with pytest.raises(ValueError, match="face_rgb has 3 frames"):
+        render_clip(tmp_path / "bad.mp4", 5, frame_size=size, face_rgb=ExpressionClip(a, lm, 3))
     assert not (tmp_path / "bad.mp4").exists()
 
     # One image (the old way) still means that image in every frame.

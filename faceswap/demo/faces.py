@@ -667,3 +667,25 @@ class ExpressionClip:
         )
         pts = self._src + np.tensordot(c, self._basis, 1)
         return _paint_mouth_inside(out, pts, float(self.params[i, 1]))
+
+
+def expression_frames(
+    image_rgb: np.ndarray, n_frames: int, *, seed: int = 0, landmarks: np.ndarray | None = None
+) -> ExpressionClip:
+    """Per-frame images of `image_rgb` with smoothly changing expressions, for
+    `render_clip(face_rgb=...)`: call the result with a frame index.
+
+    `landmarks` default to the known ones of the astronaut and of `identity_b()` (exact, no
+    detection) and to dlib's for any other image.
+    """
+    if landmarks is None:
+        img = np.asarray(image_rgb)
+        if np.array_equal(img, astronaut()):
+            landmarks = astronaut_landmarks()
+        elif np.array_equal(img, identity_b()):
+            landmarks = identity_b_landmarks()
+        else:
+            landmarks = find_landmarks(np.ascontiguousarray(img))
+            if landmarks is None:
+                raise ValueError("no face found in the image given to expression_frames")
+    return ExpressionClip(image_rgb, landmarks, n_frames, seed=seed)
