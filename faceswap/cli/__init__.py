@@ -16,6 +16,7 @@ import traceback
 from faceswap import __version__
 from faceswap.cli.common import Command, Parser
 from faceswap.cli.convert import CONVERT
+from faceswap.cli.evaluate import EVALUATE, REPORT
 from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
 from faceswap.cli.fit import FIT
@@ -31,6 +32,8 @@ COMMANDS: dict[str, Command] = {
     "fit": FIT,
     "weights": WEIGHTS,
     "convert": CONVERT,
+    "evaluate": EVALUATE,
+    "report": REPORT,
 }
 
 

@@ -1,0 +1,122 @@
+"""Pose coverage of face sets and the target frames that fall outside it.
+
+A model only learns the poses it is shown: decoder B cannot draw B turned 45 degrees if B's face
+set never turns that far. Poses are (yaw, pitch) in degrees from the face-set index. A target
+face is *covered* by a face set when at least `min_faces` of the set's faces lie within `radius`
+degrees of it (Euclidean in the yaw x pitch plane); the others are out of distribution (OOD),
+where the swap will be weak.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from faceswap.faceset import FaceSet, merge_spans
+
+YAW_LIMIT = 90.0
+PITCH_LIMIT = 60.0
+
+
+def poses_of(fs: FaceSet) -> np.ndarray:
+    """(N, 2) yaw, pitch of the set's faces in degrees."""
+    return np.asarray([(f.yaw, f.pitch) for f in fs.faces], np.float64).reshape(-1, 2)
+
+
+def heatmap(poses: np.ndarray, bin_deg: float = 10.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts (n_pitch, n_yaw) over yaw [-90, 90] x pitch [-60, 60] (poses beyond are clipped
+    into the edge bins), with the yaw and pitch bin edges. Row 0 is the lowest pitch."""
+    yaw_edges = np.arange(-YAW_LIMIT, YAW_LIMIT + bin_deg / 2, bin_deg)
+    pitch_edges = np.arange(-PITCH_LIMIT, PITCH_LIMIT + bin_deg / 2, bin_deg)
+    p = np.asarray(poses, np.float64).reshape(-1, 2)
+    yaw = np.clip(p[:, 0], -YAW_LIMIT, YAW_LIMIT)
+    pitch = np.clip(p[:, 1], -PITCH_LIMIT, PITCH_LIMIT)
+    counts, _, _ = np.histogram2d(pitch, yaw, bins=[pitch_edges, yaw_edges])
+    return counts.astype(np.int64), yaw_edges, pitch_edges
+
+
+def covered(
+    train: np.ndarray, query: np.ndarray, radius: float = 10.0, min_faces: int = 3
+) -> np.ndarray:
+    """(N,) bool: does `train` (M, 2) have at least min_faces poses within `radius` degrees of
+    each `query` (N, 2) pose?"""
+    query = np.asarray(query, np.float64).reshape(-1, 2)
+    train = np.asarray(train, np.float64).reshape(-1, 2)
+    if len(query) == 0:
+        return np.zeros(0, bool)
+    if len(train) < min_faces:
+        return np.zeros(len(query), bool)
+    counts = cKDTree(train).query_ball_point(query, r=radius, return_length=True)
+    return np.asarray(counts) >= min_faces
+
+
+def extent(values: np.ndarray, min_faces: int = 3) -> tuple[float, float] | None:
+    """(low, high): the set has fewer than min_faces faces below low and above high (its
+    min_faces-th smallest and largest value). None when it has fewer than min_faces faces."""
+    v = np.sort(np.asarray(values, np.float64))
+    if len(v) < min_faces:
+        return None
+    return float(v[min_faces - 1]), float(v[-min_faces])
+
+
+def range_gaps(train: np.ndarray, target: np.ndarray, min_faces: int = 3) -> list[dict]:
+    """Where the target's poses go beyond the training faces' extent, per axis and side:
+    {"axis", "side" (+1 above / -1 below), "limit" (degrees), "share" (of target faces beyond),
+    "faces" (count)}, for every side with at least one target face beyond."""
+    train = np.asarray(train, np.float64).reshape(-1, 2)
+    target = np.asarray(target, np.float64).reshape(-1, 2)
+    out = []
+    if len(target) == 0:
+        return out
+    for k, axis in enumerate(("yaw", "pitch")):
+        ext = extent(train[:, k], min_faces)
+        if ext is None:
+            continue
+        for side, limit in ((-1, ext[0]), (1, ext[1])):
+            beyond = target[:, k] < limit if side < 0 else target[:, k] > limit
+            if beyond.any():
+                out.append({"axis": axis, "side": side, "limit": round(limit, 2),
+                            "share": round(float(beyond.mean()), 5),
+                            "faces": int(beyond.sum())})  # fmt: skip
+    return out
+
+
+def frame_spans(frames: list[int]) -> list[list[int]]:
+    """Frame numbers -> merged inclusive spans [[first, last], ...] for a readable list."""
+    return [[a, b - 1] for a, b in merge_spans([[f, f + 1] for f in frames])]
+
+
+def ood_target(
+    sets: dict[str, np.ndarray],
+    target: FaceSet,
+    radius: float = 10.0,
+    min_faces: int = 3,
+) -> dict:
+    """Which faces of the target clip lie outside each training set's pose coverage.
+
+    sets: name -> (M, 2) poses. Returns per set the share and count of uncovered target faces;
+    "outside" lists the faces outside *any* set (with frame, yaw, pitch, which sets miss them)
+    and their frames as spans per source."""
+    tp = poses_of(target)
+    cov = {k: covered(p, tp, radius, min_faces) for k, p in sets.items()}
+    n = len(tp)
+    out: dict = {"faces": n, "radius": radius, "min_faces": min_faces, "sets": {}}
+    for k, c in cov.items():
+        out["sets"][k] = {"uncovered": int((~c).sum()),
+                          "share": round(float((~c).mean()), 5) if n else None,
+                          "gaps": range_gaps(sets[k], tp, min_faces)}  # fmt: skip
+    missing = np.zeros(n, bool)
+    for c in cov.values():
+        missing |= ~c
+    out["outside_share"] = round(float(missing.mean()), 5) if n else None
+    faces = []
+    spans: dict[str, list[int]] = {}
+    for i in np.flatnonzero(missing):
+        f = target.faces[i]
+        faces.append({"name": f.name, "frame": f.frame, "yaw": round(f.yaw, 1),
+                      "pitch": round(f.pitch, 1),
+                      "missing_in": [k for k, c in cov.items() if not c[i]]})  # fmt: skip
+        spans.setdefault(f.source, []).append(f.frame)
+    out["outside"] = faces
+    out["outside_spans"] = {k: frame_spans(v) for k, v in spans.items()}
+    return out
