@@ -8,6 +8,7 @@ values, and YAML keys that no field knows are errors, not silently ignored typos
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -144,6 +145,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
             value = from_dict(tp, value, f"{where}.{name}")
         elif not _is_instance(value, tp):
             raise BadInput(f"{where}: {name} has the wrong type ({type(value).__name__})")
+        if isinstance(value, float) and not math.isfinite(value):
+            # YAML's .nan/.inf: NaN slips through every range check (all comparisons are false)
+            raise BadInput(f"{where}: {name} must be a finite number, not {value}")
         if isinstance(value, float) and tp is float:
             value = float(value)
         kwargs[name] = value

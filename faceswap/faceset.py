@@ -280,6 +280,11 @@ def _bad(root: Path, msg: str) -> FaceSetError:
     return FaceSetError(f"{root / INDEX}: {msg}")
 
 
+def _int(x: Any) -> bool:
+    """An integer (JSON true/false are not numbers here)."""
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def _num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
@@ -354,22 +359,25 @@ def _source_from(d: Any, root: Path, key: str) -> Source:
         raise _bad(root, f"{where} is malformed")
     if not all(isinstance(d.get(k), str) for k in ("path", "sha256", "kind")):
         raise _bad(root, f"{where}: path, sha256 and kind must be text")
+    if d["kind"] not in ("video", "image"):
+        raise _bad(root, f"{where}: kind must be video or image")
     if d.get("fps") is not None and not (_num(d["fps"]) and d["fps"] > 0):
         raise _bad(root, f"{where}: fps must be a positive number")
-    if d.get("frames") is not None and not (isinstance(d["frames"], int) and d["frames"] >= 0):
+    if d.get("frames") is not None and not (_int(d["frames"]) and d["frames"] >= 0):
         raise _bad(root, f"{where}: frames must be a non-negative integer")
     for k in ("width", "height"):
-        if not (isinstance(d.get(k), int) and 0 < d[k] <= 65536):
+        if not (_int(d.get(k)) and 0 < d[k] <= 65536):
             raise _bad(root, f"{where}: {k} must be a positive integer up to 65536")
     spans = d.get("processed", [])
     if not (
         isinstance(spans, list)
         and all(
-            isinstance(s, list) and len(s) == 2 and all(isinstance(v, int) for v in s)
+            isinstance(s, list) and len(s) == 2 and _int(s[0]) and _int(s[1]) and 0 <= s[0] < s[1]
             for s in spans
         )
     ):
-        raise _bad(root, f"{where}: processed must be a list of [start, end] frame spans")
+        raise _bad(root, f"{where}: processed must be a list of [start, end) frame spans, "
+                         "0 <= start < end")  # fmt: skip
     return Source(**d)
 
 

@@ -67,6 +67,9 @@ class TrainConfig:
         _check(self.early_stop >= 0, "early_stop must be >= 0")
         _check(self.keep_last >= 1, "keep_last must be >= 1")
         _check(self.grad_clip >= 0, "grad_clip must be >= 0")
+        # AdamW's own checks would otherwise fail later, as an internal error
+        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
+        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
         _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu or cuda, not {self.device!r}")  # fmt: skip
