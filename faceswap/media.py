@@ -386,6 +386,9 @@ class VideoWriter:
                         width, height)  # fmt: skip
             cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
         cmd += ["-c:v", "libx264", "-crf", str(crf), "-preset", preset, "-pix_fmt", "yuv420p"]
+        # say which conversion made the YUV (ffmpeg's default: BT.601, limited range), so that
+        # players do not guess BT.709 for HD sizes and shift the colours
+        cmd += ["-colorspace", "smpte170m", "-color_range", "tv"]
         if self.audio is not None:
             copy = fmt == "matroska" or self.audio in _MP4_AUDIO
             cmd += ["-c:a", "copy"] if copy else ["-c:a", "aac", "-b:a", "192k"]

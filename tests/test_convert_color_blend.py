@@ -68,7 +68,7 @@ def _disk_alpha(h=120, w=160, r=40, feather=10.0) -> np.ndarray:
 
 def test_feather_blend_is_the_alpha_mix():
     dst = np.full((120, 160, 3), 100, np.uint8)
-    face = np.full((120, 160, 3), 200.0, np.float32)
+    face = np.full((120, 160, 3), 200, np.uint8)
     alpha = _disk_alpha()
     out = feather_blend(dst, face, alpha).astype(int)
     assert out[60, 80].tolist() == [200] * 3 and out[0, 0].tolist() == [100] * 3
@@ -82,7 +82,7 @@ def test_seamless_takes_the_frames_colour_and_keeps_the_faces_detail():
     yy, xx = np.mgrid[:h, :w]
     dst = np.full((h, w, 3), 100, np.uint8)
     texture = 20 * np.sin(xx / 3.0)  # the face's detail
-    face = np.repeat((180 + texture)[..., None], 3, 2).astype(np.float32)  # 80 brighter
+    face = np.repeat((180 + texture)[..., None], 3, 2).astype(np.uint8)  # 80 brighter
     alpha = _disk_alpha(h, w, 40, 6.0)
     out = blend("seamless", dst, face, alpha).astype(np.float32)[..., 0]
     inner = np.hypot(xx - w / 2, yy - h / 2) < 25
@@ -98,7 +98,7 @@ def test_seamless_takes_the_frames_colour_and_keeps_the_faces_detail():
 
 def test_seamless_on_a_tiny_region_falls_back_to_feather():
     dst = np.full((6, 6, 3), 100, np.uint8)
-    face = np.full((6, 6, 3), 200.0, np.float32)
+    face = np.full((6, 6, 3), 200, np.uint8)
     alpha = np.full((6, 6), 0.5, np.float32)
     assert np.array_equal(blend("seamless", dst, face, alpha), feather_blend(dst, face, alpha))
 

@@ -25,7 +25,7 @@ Every output is labelled as synthetic (container tags + OUT.provenance.json; see
 # flag -> ConvertConfig field (top level) or ExtractConfig field (section extract)
 _TOP = ("direction", "batch_size", "device", "precision", "smooth", "mask", "hull",
         "erode", "feather", "color", "blend", "sharpen", "select", "identity_threshold", "crf",
-        "preset", "workers")  # fmt: skip
+        "preset", "workers", "threads")  # fmt: skip
 _EXTRACT = ("detector", "aligner", "weights_dir", "detect_size", "upsample", "min_score",
             "min_size", "max_faces", "detect_workers")  # fmt: skip
 
@@ -64,6 +64,7 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="model device: auto, cpu or cuda")
     p.add_argument("--precision", help="auto, fp32, bf16 or fp16")
     p.add_argument("--workers", type=int, help="compositing threads (default: one per core)")
+    p.add_argument("--threads", type=int, help="torch threads on a CPU (default: half the cores)")
     p.add_argument("--detector", help="as in extract: auto, dlib-hog, dlib-cnn or s3fd")
     p.add_argument("--aligner", help="as in extract: auto, dlib or fan")
     p.add_argument("--weights-dir", help="folder with face-alignment weights (s3fd, fan)")

@@ -45,6 +45,7 @@ class ConvertConfig:
     watermark: bool = option(False, "burn a visible 'synthetic' label into every frame")
     queue: int = option(24, "frames in flight between stages (bounds memory)")
     workers: int = option(0, "compositing threads (0 = one per CPU core)")
+    threads: int = option(0, "torch threads for the model on a CPU (0 = half the cores)")
     extract: ExtractConfig = field(
         default_factory=ExtractConfig,
         metadata={"help": "face finding: detector, aligner, tracking (size/centering: model's)"},
@@ -73,3 +74,4 @@ class ConvertConfig:
         _check(self.preset in X264_PRESETS, f"preset must be one of {', '.join(X264_PRESETS)}")
         _check(4 <= self.queue <= 1024, "queue must be between 4 and 1024")
         _check(self.workers >= 0, "workers must be >= 0")
+        _check(self.threads >= 0, "threads must be >= 0")

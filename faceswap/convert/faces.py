@@ -49,8 +49,8 @@ class AlignmentsLookup:
         fs = fsmod.load(self.path)
         keys = [k for k, s in fs.sources.items() if s.sha256 == src.sha256]
         if not keys:
-            raise BadInput(f"{self.path}: face set holds no faces of {src.path} (no source with "
-                           "its SHA-256); extract this clip into it, or drop --alignments")  # fmt: skip
+            raise BadInput(f"{self.path}: face set holds no faces of {src.path} (no source "
+                           "with its SHA-256); extract this clip into it, or drop --alignments")  # fmt: skip
         self.source = fs.sources[keys[0]]
         self.by_frame: dict[int, list[RawFace]] = defaultdict(list)
         records = fs.faces + [f for f in fs.rejected if f.reason != "identity"]

@@ -30,6 +30,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from faceswap.config import to_dict
 from faceswap.convert import provenance
@@ -113,13 +114,15 @@ def composite(frame: np.ndarray, faces: list[FaceJob], cfg: ConvertConfig, resol
         # colour statistics over the pixels that will show: the mask at model resolution
         inside = cv2.resize(alpha, (resolution, resolution), interpolation=cv2.INTER_AREA) > 0.5
         face = match_color(cfg.color, f.swapped, f.crop.astype(np.float32), inside)
-        face = sharpen(face, cfg.sharpen)
-        box = paste_box(f.m_model, resolution, w, h)
+        face = np.clip(sharpen(face, cfg.sharpen) + 0.5, 0, 255).astype(np.uint8)  # (R, R, 3)
+        m_work = compose(resize_matrix(resolution, size), f.m_model)
+        # only the frame pixels under the mask: about half of the crop's square
+        rect = cv2.boundingRect((alpha > 0).view(np.uint8))
+        box = paste_box(m_work, size, w, h, rect=rect) if rect[2] > 0 else None
         if box is None:
             continue
         x0, y0, x1, y1 = box
-        face_roi = unwarp(np.clip(face, 0, 255), f.m_model, box, cv2.INTER_CUBIC)
-        m_work = compose(resize_matrix(resolution, size), f.m_model)
+        face_roi = unwarp(face, f.m_model, box, cv2.INTER_CUBIC)  # (y1-y0, x1-x0, 3) uint8
         alpha_roi = unwarp(alpha, m_work, box, cv2.INTER_LINEAR, cv2.BORDER_CONSTANT)
         roi = frame[y0:y1, x0:x1]
         roi[:] = blend(cfg.blend, roi, face_roi, alpha_roi)
@@ -324,14 +327,18 @@ def _stream(src, start, end, wanted, cfg: ConvertConfig, model: SwapModel, looku
     q_frames: queue.Queue = queue.Queue(maxsize=max(2, cfg.queue // 4))
     q_faces: queue.Queue = queue.Queue(maxsize=max(2, cfg.queue // 4))
     q_out: queue.Queue = queue.Queue(maxsize=max(2, cfg.queue // 2))
-    total = len(wanted) if wanted is not None else (
-        None if not src.frames else max(0, (src.frames if end is None else min(end, src.frames)) - start))  # fmt: skip
+    if wanted is not None:
+        total: int | None = len(wanted)
+    elif src.frames:
+        total = max(0, (src.frames if end is None else min(end, src.frames)) - start)
+    else:
+        total = None  # the container does not say
     wanted_set = set(wanted) if wanted is not None else None
     last = (max(wanted) + 1) if wanted else end
 
     def reader() -> None:
-        frames = src.iter_frames(start, last,
-                                 skip=(lambda i: i not in wanted_set) if wanted_set else None)  # fmt: skip
+        skip = (lambda i: i not in wanted_set) if wanted_set else None
+        frames = src.iter_frames(start, last, skip=skip)
         t0 = time.perf_counter()
         for idx, _, frame in frames:
             r.add("decode", time.perf_counter() - t0)
@@ -411,6 +418,12 @@ def _stream(src, start, end, wanted, cfg: ConvertConfig, model: SwapModel, looku
 
     workers = cfg.workers or (os.cpu_count() or 1)
     pool = cf.ThreadPoolExecutor(workers, thread_name_prefix="convert-composite")
+    torch_threads = torch.get_num_threads()
+    if model.device.type == "cpu":
+        # decode, composite and the encoder need the other cores: a model spread over all of
+        # them mostly spins waiting for a core (measured: 1 thread converts faster than 2 on a
+        # 2-core machine, and with half the CPU time per face)
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // 2))
     threads = [r.thread("reader", reader), r.thread("faces", faces_stage),
                r.thread("writer", writer)]  # fmt: skip
 
@@ -450,6 +463,7 @@ def _stream(src, start, end, wanted, cfg: ConvertConfig, model: SwapModel, looku
         for t in threads:
             t.join()
         pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(torch_threads)
         summary.stage_seconds = {k: round(v, 3) for k, v in r.seconds.items()}
         if detector is not None:
             summary.stage_seconds["detect"] = round(detector.seconds, 3)

@@ -48,12 +48,19 @@ def crop_face(frame: np.ndarray, m_crop: np.ndarray, crop_size: int, resolution:
 
 
 def paste_box(
-    m: np.ndarray, size: int, frame_w: int, frame_h: int, pad: int = 2
+    m: np.ndarray,
+    size: int,
+    frame_w: int,
+    frame_h: int,
+    pad: int = 2,
+    rect: tuple[int, int, int, int] | None = None,
 ) -> tuple[int, int, int, int] | None:
     """Frame region (x0, y0, x1, y1), end exclusive, covered by a (size)^2 crop with matrix
-    `m`, widened by `pad` px and clipped to the frame; None if it lies outside the frame."""
-    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5],
-                        [-0.5, size - 0.5]])  # fmt: skip
+    `m` (or by the part `rect` = (x, y, w, h) of it, as cv2.boundingRect gives), widened by
+    `pad` px and clipped to the frame; None if it lies outside the frame."""
+    x, y, w, h = rect if rect is not None else (0, 0, size, size)
+    corners = np.array([[x - 0.5, y - 0.5], [x + w - 0.5, y - 0.5], [x + w - 0.5, y + h - 0.5],
+                        [x - 0.5, y + h - 0.5]])  # fmt: skip
     inv = invert(m)
     pts = corners @ inv[:, :2].T + inv[:, 2]  # (4, 2) in frame pixels
     x0 = max(0, int(np.floor(pts[:, 0].min())) - pad)
