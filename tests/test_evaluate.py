@@ -15,6 +15,8 @@ from faceswap import faceset as fsmod
 from faceswap.cli import main
 from faceswap.evaluate import identity, pose
 from faceswap.evaluate.analyze import CropAnalyzer
+from faceswap.evaluate.recommend import recommend
+from faceswap.evaluate.report import _training_html, run_numbers
 from faceswap.extract import alignment
 from faceswap.synthetic import ASTRONAUT_FACE_CENTER, astronaut
 
@@ -184,6 +186,14 @@ def test_evaluate_command_writes_json_and_tensorboard(
     )
     assert scal["eval/identity_retrieval"] == pytest.approx(ident["retrieval"])
     assert "eval/temporal_added_jitter" in scal
+
+    # the report's training section shows the evaluation, and its advice reads the numbers
+    numbers, arrays = run_numbers(run)
+    assert numbers["evaluation"] == saved
+    assert "identity retrieval (nearest is B)" in _training_html(numbers, arrays, None)
+    no_face = saved["faces_detected"]["swaps"] < 0.5
+    texts = [r["text"] for r in recommend({"sets": {}, "run": numbers})]
+    assert any("finds a face in only" in t for t in texts) == no_face, texts
 
     # a second evaluation replaces evaluation.json and adds to the history
     assert main(["evaluate", "-m", str(run), "-A", str(a), "-B", str(b), "--max-faces", "2",
