@@ -36,6 +36,7 @@ from faceswap.evaluate.metrics import psnr, ssim, summarize
 from faceswap.extract.masks import MASK_KINDS
 from faceswap.models import Autoencoder, build_model
 from faceswap.train import checkpoint as ck
+from faceswap.train.config import TrainConfig
 from faceswap.train.trainer import check_facesets, pick_device, read_run_config
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class LoadedRun:
     checkpoint: Path
     step: int
     model: Autoencoder
-    config: Any  # TrainConfig
+    config: TrainConfig
     state: dict[str, Any]
 
 

@@ -113,10 +113,10 @@ def _embeddings(fs: FaceSet, cfg: ReportConfig, analyzer) -> tuple[np.ndarray, l
     if idx or cfg.identity_sample == 0:
         return emb, idx, False
     idx = _spread(len(fs.faces), cfg.identity_sample)
-    crops = np.stack([fs.load_image(fs.faces[i])[..., ::-1] for i in idx]) if idx else None
-    lms = np.stack([fs.faces[i].aligned_landmarks() for i in idx]) if idx else None
-    if crops is None:
+    if not idx:
         return np.zeros((0, 128), np.float32), [], False
+    crops = np.stack([fs.load_image(fs.faces[i])[..., ::-1] for i in idx])  # (K, S, S, 3) RGB
+    lms = np.stack([fs.faces[i].aligned_landmarks() for i in idx])  # (K, 68, 2)
     return analyzer().embed_known(crops, lms), idx, True
 
 
@@ -183,9 +183,10 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 
 def run_numbers(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(numbers, arrays) of a run: loss history, overfitting events, best step, LR curve, the
-    latest evaluation and preview. Events and the LR are recomputed from the history with the
-    trainer's own pure functions when the rows do not carry them (NaN rollbacks, which lower
-    the LR, are not in the history and not shown)."""
+    latest evaluation and preview. Overfitting events are recomputed from the history with the
+    trainer's own monitor, and the LR (unless the rows carry it) from the run's schedule with
+    its plateau reductions; NaN rollbacks, which also lower the LR, are not in the history and
+    not shown."""
     from faceswap.train.monitor import MonitorState, event_kind, monitor_update
     from faceswap.train.schedules import PlateauState, lr_at, plateau_update
     from faceswap.train.trainer import read_run_config
@@ -199,10 +200,8 @@ def run_numbers(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         val = (float(r.get("val_a", math.nan)) + float(r.get("val_b", math.nan))) / 2
         state, events = monitor_update(state, r["step"], float(r.get("train", math.nan)), val,
                                        cfg.overfit_evals)  # fmt: skip
-        logged = [str(e) for e in r.get("events", []) or []]
-        for e in logged or events:
-            if event_kind(e.split(": ", 1)[-1] if e.startswith("step ") else e) == "overfitting":
-                overfit.append({"step": r["step"], "message": e})
+        overfit += [{"step": r["step"], "message": e} for e in events
+                    if event_kind(e) == "overfitting"]  # fmt: skip
         if cfg.schedule.name == "plateau":
             plateau = plateau_update(cfg.schedule, plateau, val)
             scale_from.append((r["step"], plateau.scale))
