@@ -16,6 +16,7 @@ from faceswap.convert import provenance
 from faceswap.convert.config import ConvertConfig
 from faceswap.convert.pipeline import convert
 from faceswap.convert.select import IdentitySelector
+from faceswap.errors import BadInput
 from faceswap.media import probe_audio, probe_video, read_tags, sha256_file
 from faceswap.synthetic import render_clip
 
@@ -114,8 +115,10 @@ def test_preview_strip_and_image_folder(tiny_run, faceset_pair, clip_a, tmp_path
     assert strip.shape[0] == 2 * 240 and strip.shape[1] > 3 * 400  # before above after
     png = (tmp_path / "check.png").read_bytes()
     assert provenance.png_text(png)["synthetic"] == "true"
-    s = convert(clip_a, tiny_run, tmp_path / "frames", cfg, alignments=faceset_pair[0],
+    b2a = ConvertConfig(direction="b2a")  # the other decoder
+    s = convert(clip_a, tiny_run, tmp_path / "frames", b2a, alignments=faceset_pair[0],
                 start=5, end=9)  # fmt: skip
+    assert s.kind == "images" and s.direction == "b2a" and s.faces_swapped == 4
     names = sorted(p.name for p in (tmp_path / "frames").iterdir())
     assert names == ["000005.png", "000006.png", "000007.png", "000008.png"]
     assert provenance.png_text((tmp_path / "frames" / names[0]).read_bytes())["synthetic"] == "true"
@@ -125,6 +128,7 @@ def test_preview_strip_and_image_folder(tiny_run, faceset_pair, clip_a, tmp_path
     import hashlib
 
     label = json.loads((tmp_path / "frames.provenance.json").read_text())
+    assert label["run"]["direction"] == "b2a" and label["output"]["kind"] == "images"
     assert label["output"]["sha256"] == hashlib.sha256(listing.encode()).hexdigest()
 
 
@@ -232,3 +236,18 @@ def test_ctrl_c_on_the_command_line(tiny_run, faceset_pair, clip_a, tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted; no output was written" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_default_config_file_is_the_defaults_and_bad_values_are_refused():
+    from pathlib import Path
+
+    from faceswap.config import from_dict, load_yaml, to_dict
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "convert" / "default.yaml"
+    cfg = from_dict(ConvertConfig, load_yaml(path), str(path))
+    assert to_dict(cfg) == to_dict(ConvertConfig())
+    for bad, match in (({"colour": "rct"}, "unknown key 'colour'"), ({"color": "x"}, "color"),
+                       ({"feather": 0.9}, "feather"), ({"extract": {"detector": "x"}}, "detector"),
+                       ({"crf": 60}, "crf"), ({"preset": "quick"}, "preset")):  # fmt: skip
+        with pytest.raises(BadInput, match=match):
+            from_dict(ConvertConfig, bad, "test")

@@ -54,8 +54,8 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
                    help="landmark smoothing half-window in seconds (0.25; 0 = off)")  # fmt: skip
     p.add_argument("--select", help="all (default) or identity (only the model's identity)")
     p.add_argument("--identity", nargs="+", metavar="REF",
-                   help="photos of the person to replace (select identity; default: the "
-                        "run's training face set)")  # fmt: skip
+                   help="photos of the person to replace (implies --select identity, "
+                        "whose default references are the run's training face set)")  # fmt: skip
     p.add_argument("--identity-threshold", type=float, help="max embedding distance (0.6)")
     p.add_argument("--crf", type=int, help="H.264 quality, lower is better (18)")
     p.add_argument("--preset", help="x264 preset, ultrafast .. veryslow (veryfast)")
@@ -90,6 +90,8 @@ def _config(args: argparse.Namespace):
             data[name] = getattr(args, name)
     if args.watermark:
         data["watermark"] = True
+    if args.identity and args.select is None:
+        data["select"] = "identity"  # reference photos mean: only this person
     extract = dict(data.get("extract") or {})
     for name in _EXTRACT:
         if getattr(args, name) is not None:

@@ -236,7 +236,8 @@ def convert(
     wanted = _selected(src, start, end, preview)
 
     model = load_swap_model(run, cfg.direction, cfg.device, cfg.precision)
-    lookup = detector = None
+    lookup: AlignmentsLookup | None = None
+    detector: Detector | None = None
     if alignments is not None:
         lookup = AlignmentsLookup(alignments, src)
         if lookup.count(start, end) == 0:
@@ -274,9 +275,9 @@ def convert(
         output=str(out), kind=kind, sidecar=str(provenance.sidecar_path(out)),
         source=str(src.path), run=str(model.run_dir), checkpoint=str(model.checkpoint),
         step=model.step, direction=cfg.direction, device=str(model.device),
-        faces_from="alignments" if lookup is not None else
-        f"{detector.backends.detector} + {detector.backends.aligner}",  # type: ignore[union-attr]
-        audio=getattr(sink, "audio", None),
+        faces_from="alignments" if detector is None else
+        f"{detector.backends.detector} + {detector.backends.aligner}",
+        audio=sink.audio,
     )  # fmt: skip
     try:
         _stream(src, start, end, wanted, cfg, model, lookup, detector, selector, sink, summary,

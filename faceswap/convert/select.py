@@ -63,12 +63,10 @@ class IdentitySelector:
     """Per track: embed now and then, keep the face if it is the reference identity."""
 
     def __init__(self, refs: np.ndarray, threshold: float, every: int) -> None:
-        from faceswap.extract.identity import DlibEmbedder
-
         self.refs = np.asarray(refs, np.float32)
         self.threshold = threshold
         self.every = every
-        self.embedder: DlibEmbedder | None = None
+        self.embedder = None  # a DlibEmbedder, loaded when the first face needs one
         self.verdicts: dict[int, _Verdict] = {}
         self.embedded = 0
         self.nearest = float("inf")  # smallest distance seen, for the "no match" message
