@@ -253,11 +253,23 @@ def _face_json(f: Face) -> str:
     return text
 
 
+def _file_mode() -> int:
+    """0666 less the process umask: the mode open() would give a new file (mkstemp gives 0600,
+    which would hide face sets and outputs from the other users of a shared machine)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write a file so that readers see either the old or the new content, never a mix."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

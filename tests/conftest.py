@@ -49,7 +49,7 @@ def faceset_pair(tmp_path_factory) -> tuple[Path, Path]:
     for name, face, seed in (("a", None, 1), ("b", recolor_identity(astronaut()), 2)):
         clip = root / f"{name}.mp4"
         render_clip(clip, 120, frame_size=(480, 270), base_scale=0.75, seed=seed, face_rgb=face)
-        extract([str(clip)], root / name, ExtractConfig(size=64, embed=False))
+        extract([str(clip)], root / name, ExtractConfig(size=64, embed=False, workers=1))
         out.append(root / name)
     return out[0], out[1]
 

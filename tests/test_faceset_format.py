@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -121,3 +122,11 @@ def test_fuzzed_index_loads_or_fails_cleanly(saved, key, value, face_key):
     one_face = json.loads(json.dumps(base))
     one_face["faces"][0][face_key] = value
     _loads_or_fails_cleanly(saved, one_face)
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    # mkstemp alone would leave 0600: face sets and outputs unreadable to other users
+    fsmod.atomic_write_bytes(tmp_path / "x.bin", b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.bin").stat().st_mode & 0o777 == 0o666 & ~mask
