@@ -16,6 +16,7 @@ import traceback
 from faceswap import __version__
 from faceswap.cli.common import Command, Parser
 from faceswap.cli.convert import CONVERT
+from faceswap.cli.demo import DEMO
 from faceswap.cli.evaluate import EVALUATE, REPORT
 from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
@@ -30,10 +31,11 @@ COMMANDS: dict[str, Command] = {
     "train": TRAIN,
     "lr-find": LR_FIND,
     "fit": FIT,
-    "weights": WEIGHTS,
     "convert": CONVERT,
     "evaluate": EVALUATE,
     "report": REPORT,
+    "demo": DEMO,
+    "weights": WEIGHTS,
 }
 
 
