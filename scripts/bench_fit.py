@@ -18,7 +18,7 @@ Reported (and written with --json):
   * steps to reach it: scratch (its first evaluation at or below the target) vs fit, and the
     ratio (goal: fit <= 1/3 of scratch);
   * the unchanged identity A: its validation loss in the base model (the fit's step 0) and at
-    the fit's end, and the change (goal: <= +10%);
+    the fit's end, and the change (goal: <= +10%); and the highest it reached during the fit;
   * the machine load during each run (a shared machine makes the times, not the steps, noisy).
 
 All identities come from one portrait, so the new identity is closer to the old ones than two
@@ -27,7 +27,9 @@ real people are: the ratio measured here is a best case for fit-training.
 Examples:
   .venv/bin/python scripts/bench_fit.py                      # defaults, ~10 min on 2 cores
   .venv/bin/python scripts/bench_fit.py --steps 300 --fit-steps 100 --json /tmp/fit.json
-  .venv/bin/python scripts/bench_fit.py --freeze encoder:30 --fit-lr 2e-4
+  .venv/bin/python scripts/bench_fit.py --work /tmp/bf                # keep the runs
+  .venv/bin/python scripts/bench_fit.py --work /tmp/bf --freeze encoder:30 --fit-lr 2e-4
+      (reuses the base and scratch runs kept in /tmp/bf: only the fit runs again)
 """
 
 from __future__ import annotations
@@ -145,6 +147,19 @@ def timed(label: str, fn) -> tuple[Any, dict[str, Any]]:
     return out, {"seconds": time.perf_counter() - t0, "load": meter.result}
 
 
+def _reusable(run_dir: Path, cfg: Any) -> bool:
+    """A finished run of exactly this config (kept with --work)."""
+    from faceswap.config import to_dict
+    from faceswap.train import checkpoint as ck
+    from faceswap.train.trainer import read_run_config
+
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "metrics.jsonl").is_file():
+        return False
+    latest = ck.latest_checkpoint(run_dir)
+    same = to_dict(read_run_config(run_dir)) == to_dict(cfg)
+    return same and latest is not None and ck.read_state(latest)["step"] == cfg.steps
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from faceswap import faceset as fsmod
     from faceswap.train.fit import FitConfig, plan_fit, start_fit
@@ -154,30 +169,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     sets = make_facesets(args.frames, Path(args.cache))
     fs = {k: fsmod.load(v) for k, v in sets.items()}
-    work = Path(tempfile.mkdtemp(prefix="bench-fit-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-fit-"))
     try:
         runs = {}
         for name, (x, y) in (("base", ("a", "b")), ("scratch", ("a", "c"))):
-            cfg = open_run(work / name, train_config(args, args.steps), resume=False)
-            trainer = Trainer(cfg, fs[x], fs[y], work / name)
+            cfg = train_config(args, args.steps)
+            if _reusable(work / name, cfg):
+                print(f"{name}: reusing {work / name}", file=sys.stderr)
+                runs[name] = {"seconds": None, "reused": str(work / name)}
+                continue
+            shutil.rmtree(work / name, ignore_errors=True)
+            trainer = Trainer(open_run(work / name, cfg, resume=False), fs[x], fs[y], work / name)
             _, runs[name] = timed(f"{name}: {args.steps} steps on {x.upper()}+{y.upper()}",
                                   lambda t=trainer: t.train(tensorboard=False))  # fmt: skip
         fit_cfg = FitConfig(
-            steps=args.fit_steps, lr=args.fit_lr, evaluations=args.evaluations,
+            steps=args.fit_steps, lr=args.fit_lr, warmup=args.fit_warmup,
+            evaluations=args.evaluations, reset_decoder=args.reset_decoder,
             freeze=parse_freeze(args.freeze) if args.freeze else {},
-            reset_decoder=args.reset_decoder,
         )  # fmt: skip
+        shutil.rmtree(work / "fit", ignore_errors=True)
         trainer, _ = start_fit(plan_fit(work / "base", "b", sets["c"], fit_cfg), work / "fit")
         _, runs["fit"] = timed(f"fit: {args.fit_steps} steps, C replaces B",
                                lambda: trainer.train(tensorboard=False))  # fmt: skip
         rows = {name: curve(work / name) for name in runs}
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
 
     target = rows["scratch"][-1]["val_b"]
     scratch_steps = first_reaching(rows["scratch"], "val_b", target)
     fit_steps = first_reaching(rows["fit"], "val_b", target)
     a_before, a_after = rows["fit"][0]["val_a"], rows["fit"][-1]["val_a"]
+    a_peak = max(r["val_a"] for r in rows["fit"])
     assert rows["fit"][0]["step"] == 0  # the fit's baseline validation
     ratio = fit_steps / scratch_steps if fit_steps is not None and scratch_steps else None
     a_change = a_after / a_before - 1.0
@@ -196,6 +219,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "before": a_before,
             "after": a_after,
             "change": a_change,
+            "peak": a_peak,
+            "peak_change": a_peak / a_before - 1.0,
             "base_end": rows["base"][-1]["val_a"],
         },  # fmt: skip
         "goal_unchanged_met": a_change <= 0.10,
@@ -240,13 +265,14 @@ def print_table(r: dict[str, Any]) -> None:
          + (f" ({ratio:.2f} x scratch; goal <= 0.33)" if ratio is not None else "")),
         ("val loss A (unchanged)", "", f"{a['before']:.4f} -> {a['after']:.4f} "
          f"({a['change']:+.1%}; goal <= +10%)"),
+        ("  highest during the fit", "", f"{a['peak']:.4f} ({a['peak_change']:+.1%})"),
     ]  # fmt: skip
     w0 = max(len(x[0]) for x in rows)
     w1 = max(len(x[1]) for x in rows)
     for x in rows:
         print(f"  {x[0]:<{w0}}  {x[1]:<{w1}}  {x[2]}")
     for name, t in r["runs"].items():
-        print(f"  {name:<8} {_fmt_load(t)}")
+        print(f"  {name:<8} {_fmt_load(t) if t.get('seconds') else 'reused ' + t['reused']}")
     met = [("fit <= 1/3 of the steps", r["goal_steps_met"]),
            ("unchanged identity +<= 10%", r["goal_unchanged_met"])]  # fmt: skip
     print("  goals: " + "; ".join(f"{g}: {'met' if ok else 'MISSED'}" for g, ok in met))
@@ -263,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8, help="faces per side per step (8)")
     p.add_argument("--lr", type=float, default=5e-4, help="base/scratch peak LR (5e-4)")
     p.add_argument("--fit-lr", type=float, help="fit peak LR (default: the base's)")
+    p.add_argument("--fit-warmup", type=float, default=0.05,
+                   help="share of the fit warming up (0.05, the fit default)")  # fmt: skip
     p.add_argument("--freeze", help="fit --freeze spec, e.g. encoder:30")
     p.add_argument("--reset-decoder", action="store_true", help="fit with a fresh decoder B")
     p.add_argument("--encoder-dims", type=int, default=16, help="sae E (16)")
@@ -272,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "faceswap-bench-fit"),
                    help="where the generated face sets are kept")  # fmt: skip
+    p.add_argument("--work", help="keep the runs here; base and scratch runs of the same "
+                                  "config are reused (to try fit settings)")  # fmt: skip
     p.add_argument("--json", help="also write the results to this JSON file")
     args = p.parse_args(argv)
     if args.fit_steps < 1 or args.steps < args.evaluations:
