@@ -327,6 +327,30 @@ def fps_fraction(fps: float) -> str:
     return f"{f.numerator}/{f.denominator}"
 
 
+def remove_dead_partials(path: Path) -> int:
+    """Delete the `.NAME.PID-XXXXXXXX.partial` temp files of output `path` whose writing
+    process is gone (killed before it could clean up); a live writer's file is left alone.
+    Returns how many went."""
+    n = 0
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+        pid = p.name[len(path.name) + 2 :].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive (or another user's process): not ours to delete
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            n += 1
+    if n:
+        log.info("%s: removed %d temp file(s) left by an interrupted write", path.parent, n)
+    return n
+
+
 class VideoWriter:
     """H.264 video of BGR frames, with the audio of `audio_from` and format-level tags.
 
@@ -368,6 +392,7 @@ class VideoWriter:
         self.tmp = (
             self.path.parent / f".{self.path.name}.{os.getpid()}-{secrets.token_hex(4)}.partial"
         )
+        remove_dead_partials(self.path)
         cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
                "-framerate", fps_fraction(fps), "-i", "pipe:0"]  # fmt: skip

@@ -6,9 +6,11 @@ It is `python -m faceswap` plus wrappers around functions the library calls; the
 has no test hooks. Environment:
 
   FAULT_TRACE=FILE    append a line per event, flushed at once so that it survives a SIGKILL:
-                      "step N" after each optimizer step (train), "frames N" when a source's frames
-                      marked processed in memory reach N (extract, one source), "hit POINT K" at each
-                      save point below
+                      "step N T" after each optimizer step (train), "frames N T" when a
+                      source's frames marked processed in memory reach N (extract, one source)
+                      or N frames are written (convert), "hit POINT K" at each save point
+                      below; T is time.monotonic()
+  FAULT_RSS=SECONDS   also trace "rss KB T", the resident memory, every SECONDS (soak tests)
   FAULT_KILL=POINT:K  SIGKILL this process just before the K-th (1-based) hit of POINT
   FAULT_SLOW=SECONDS  sleep this long at every hit of a save point, so that a kill from outside
                       at a random time lands inside a save more often
@@ -40,6 +42,7 @@ from pathlib import Path
 TRACE = os.environ.get("FAULT_TRACE")
 KILL_POINT, _, KILL_AT = os.environ.get("FAULT_KILL", "").partition(":")
 SLOW = float(os.environ.get("FAULT_SLOW", "0") or 0)
+RSS = float(os.environ.get("FAULT_RSS", "0") or 0)
 FULL_POINT, _, FULL_AT = os.environ.get("FAULT_FULL", "").partition(":")
 FULL_AT, _, FULL_BYTES = FULL_AT.partition(":")
 _hits: dict[str, int] = {}
@@ -113,7 +116,7 @@ def install_train_hooks() -> None:
 
     def train_step(self, *a, **k):
         out = real_step(self, *a, **k)
-        trace(f"step {self.step}")
+        trace(f"step {self.step} {time.monotonic()}")
         return out
 
     tr.Trainer.train_step = train_step
@@ -132,9 +135,36 @@ def install_extract_hooks() -> None:
 
     def mark_processed(self, frames):
         real_mark(self, frames)
-        trace(f"frames {sum(b - a for a, b in self.processed)}")
+        trace(f"frames {sum(b - a for a, b in self.processed)} {time.monotonic()}")
 
     fsmod.Source.mark_processed = mark_processed
+
+
+def install_convert_hooks() -> None:
+    from faceswap.convert import sinks
+
+    written = {"n": 0}
+    real_write = sinks.VideoSink.write
+
+    def write(self, index, frame, original):
+        real_write(self, index, frame, original)
+        written["n"] += 1
+        trace(f"frames {written['n']} {time.monotonic()}")
+
+    sinks.VideoSink.write = write
+
+
+def start_rss_sampler(every: float) -> None:
+    import threading
+
+    def sample() -> None:
+        while True:
+            with open("/proc/self/statm") as fh:
+                kb = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+            trace(f"rss {kb} {time.monotonic()}")
+            time.sleep(every)
+
+    threading.Thread(target=sample, daemon=True).start()
 
 
 def main() -> int:
@@ -143,6 +173,10 @@ def main() -> int:
         install_train_hooks()
     elif argv and argv[0] == "extract":
         install_extract_hooks()
+    elif argv and argv[0] == "convert":
+        install_convert_hooks()
+    if RSS:
+        start_rss_sampler(RSS)
     from faceswap.cli import main as cli_main
 
     return cli_main(argv)

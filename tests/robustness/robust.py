@@ -54,6 +54,7 @@ def run_faultrun(
     wait_for: str | None = None,
     slow: float = 0.0,
     full: str | None = None,
+    rss: float = 0.0,
     timeout: float = 300.0,
 ) -> Outcome:
     """Run `faceswap ARGV` through tests/robustness/faultrun.py.
@@ -61,11 +62,13 @@ def run_faultrun(
     kill_point "POINT:K": the process SIGKILLs itself at that save point (see faultrun.py).
     kill_after: SIGKILL it from here this many seconds after the first trace line starting
     with `wait_for` (or after the start when wait_for is None); a run that ends first is not
-    killed. slow, full: FAULT_SLOW and FAULT_FULL (see faultrun.py)."""
+    killed. slow, full, rss: FAULT_SLOW, FAULT_FULL and FAULT_RSS (see faultrun.py)."""
     trace = tmp / f"trace-{time.monotonic_ns()}"
     env = {**os.environ, **SUBPROCESS_ENV, "FAULT_TRACE": str(trace)}
-    for k in ("FAULT_KILL", "FAULT_SLOW", "FAULT_FULL"):
+    for k in ("FAULT_KILL", "FAULT_SLOW", "FAULT_FULL", "FAULT_RSS"):
         env.pop(k, None)
+    if rss:
+        env["FAULT_RSS"] = str(rss)
     if full:
         env["FAULT_FULL"] = full
     if kill_point:
@@ -218,6 +221,45 @@ def metrics_steps(run: Path) -> list[int]:
     return [json.loads(ln)["step"] for ln in path.read_text().splitlines()] if path.exists() else []
 
 
+def _convert_argv(ctx: dict, out: Path) -> list[str]:
+    # --overwrite: a run killed after it committed its output left a complete one
+    return ["convert", str(ctx["clip"]), "-m", str(ctx["run"]), "-o", str(out), "--frames",
+            ctx.get("frames", "0-12"), "--detect-workers", "1", "--workers", "1",
+            "--overwrite"]  # fmt: skip
+
+
+def _convert_saved(out: Path) -> int:
+    return 0  # a convert starts over: nothing of a killed run is kept but a finished output
+
+
+def frames_of(video: Path) -> list[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def check_video(out: Path) -> None:
+    """An output video after any crash: absent, or complete (every frame decodes), never a
+    truncated file under the output's name."""
+    if out.exists():
+        assert frames_of(out), f"{out} has no frames"
+
+
+def _convert_same(out: Path, ref: Path) -> None:
+    a, b = frames_of(out), frames_of(ref)
+    assert len(a) == len(b) > 0
+    # the same frames in, the same model: the same pixels out, up to the encoder
+    assert max(float(np.abs(x.astype(int) - y).mean()) for x, y in zip(a, b)) < 1.0
+    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+    assert not leftovers, leftovers
+
+
 JOBS = {
     "extract": Job(
         "extract",
@@ -237,6 +279,7 @@ JOBS = {
         _train_same,
         ("ck.tensors", "ck.half", "ck.publish", "ck.retire", "ck.rmtree"),
     ),  # fmt: skip
-    # "convert": Job("convert", ...)  -- when `faceswap convert` lands: argv writes one output
-    # video, saved() counts its finished frames (0 until the atomic rename), check() opens it.
+    "convert": Job(
+        "convert", _convert_argv, "frames", _convert_saved, check_video, _convert_same, ()
+    ),  # fmt: skip
 }
