@@ -27,7 +27,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -135,7 +134,22 @@ def rate(n: int, seconds: float) -> float:
     return n / max(seconds, 1e-9)
 
 
+class Timed:
+    """Wall and CPU seconds (this process + waited-for children) of a `with` block."""
+
+    def __enter__(self) -> Timed:
+        self.t0, self.c0 = time.perf_counter(), _own_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = _own_cpu() - self.c0
+
+
 def stages(clip: Path, faceset: Path, presets: list[str], cache: Path, args) -> dict:
+    """{stage: (frames/s, CPU ms per frame)} of each stage alone over the same frames."""
+    import torch
+
     from faceswap import faceset as fsmod
     from faceswap.config import ExtractConfig
     from faceswap.convert.config import ConvertConfig
@@ -150,59 +164,65 @@ def stages(clip: Path, faceset: Path, presets: list[str], cache: Path, args) -> 
     src = open_inputs([str(clip)])[0]
     n = min(args.stage_frames, src.frames or args.stage_frames)
     out: dict = {}
-    t0 = time.perf_counter()
-    frames = [f for _, _, f in src.iter_frames(0, n)]
-    out["decode"] = rate(len(frames), time.perf_counter() - t0)
+
+    def put(name: str, count: int, t: Timed) -> None:
+        out[name] = (rate(count, t.wall), 1000 * t.cpu / count)
+
+    with Timed() as t:
+        frames = [f for _, _, f in src.iter_frames(0, n)]
+    put("decode", n, t)
 
     ecfg = ExtractConfig(size=64, embed=False, workers=1)
     finder = FaceFinder(ecfg, resolve_backends(ecfg))
     chunk = [(i, None, f) for i, f in enumerate(frames)]
     finder.process(chunk[:2])
-    t0 = time.perf_counter()
-    finder.process(chunk)
-    out["detect (1 process)"] = rate(n, time.perf_counter() - t0)
+    with Timed() as t:
+        finder.process(chunk)
+    put("detect+landmarks (1 process)", n, t)
 
     fs = fsmod.load(faceset)
     lms = {f.frame: f.landmarks_array() for f in fs.faces}
     cfg = ConvertConfig(device=args.device)
-    with contextlib.suppress(OSError):
-        os.unlink(cache / "stage.mp4")
-    t0 = time.perf_counter()
-    with VideoWriter(cache / "stage.mp4", *SIZE, 24.0, crf=cfg.crf, preset=cfg.preset) as w:
+    with Timed() as t, VideoWriter(cache / "stage.mp4", *SIZE, 24.0, crf=cfg.crf,
+                                   preset=cfg.preset) as w:  # fmt: skip
         for f in frames:
             w.write(f)
         w.finish()
         w.abort()
-    out["encode (ffmpeg)"] = rate(n, time.perf_counter() - t0)
+    put(f"encode (x264 {cfg.preset})", n, t)
 
+    # the model gets the threads the pipeline gives it
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // 2))
     for preset in presets:
         model = load_swap_model(random_run(preset, cache), "a2b", args.device)
         res = model.resolution
-        t0 = time.perf_counter()
-        smoother = TrackSmoother(round(cfg.smooth * 24))
-        done = []
-        for i, f in enumerate(frames):
-            done += smoother.push(i, f, [lms[i]] if i in lms else [])
-        done += smoother.flush()
-        jobs = []
-        for i, f, tracked in done:
-            for _, lm in tracked:
-                m_crop, m_model = face_matrices(lm, model.crop_size, res, model.centering)
-                jobs.append((i, FaceJob(lm, m_model, crop_face(f, m_crop, model.crop_size, res))))
-        out[f"align {preset}"] = rate(n, time.perf_counter() - t0)
+        with Timed() as t:
+            smoother = TrackSmoother(round(cfg.smooth * 24))
+            done = []
+            for i, f in enumerate(frames):
+                done += smoother.push(i, f, [lms[i]] if i in lms else [])
+            done += smoother.flush()
+            jobs = []
+            for i, f, tracked in done:
+                for _, lm in tracked:
+                    m_crop, m_model = face_matrices(lm, model.crop_size, res, model.centering)
+                    crop = crop_face(f, m_crop, model.crop_size, res)
+                    jobs.append((i, FaceJob(lm, m_model, crop)))
+        put(f"align {preset}", n, t)
         crops = np.stack([j.crop for _, j in jobs])
         model.swap(crops[: cfg.batch_size])  # warm-up
-        t0 = time.perf_counter()
-        for k in range(0, len(crops), cfg.batch_size):
-            rgb, mask = model.swap(crops[k : k + cfg.batch_size])
-            for q in range(len(rgb)):
-                jobs[k + q][1].swapped = rgb[q]
-                jobs[k + q][1].mask = None if mask is None else mask[q]
-        out[f"swap {preset} ({res} px)"] = rate(len(crops), time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for i, job in jobs:
-            composite(frames[i].copy(), [job], cfg, res)
-        out[f"composite {preset}"] = rate(len(jobs), time.perf_counter() - t0)
+        with Timed() as t:
+            for k in range(0, len(crops), cfg.batch_size):
+                rgb, mask = model.swap(crops[k : k + cfg.batch_size])
+                for q in range(len(rgb)):
+                    jobs[k + q][1].swapped = rgb[q]
+                    jobs[k + q][1].mask = None if mask is None else mask[q]
+        put(f"swap {preset} ({res} px)", len(crops), t)
+        composite(frames[0].copy(), [jobs[0][1]], cfg, res)  # warm-up
+        with Timed() as t:
+            for i, job in jobs:
+                composite(frames[i].copy(), [job], cfg, res)
+        put(f"composite {preset}", len(jobs), t)
     return out
 
 
@@ -263,9 +283,21 @@ def main() -> int:
         with Load() as load:
             st = stages(clip, faceset, presets, cache, args)
         print(f"\nstages alone ({args.stage_frames} frames each; {load}):")
-        for k, v in st.items():
-            print(f"  {k:<28} {v:8.1f} frames/s")
-        results["stages"] = st
+        print(f"  {'stage':<30} {'frames/s':>9} {'CPU ms/frame':>13}")
+        for k, (fps, ms) in st.items():
+            print(f"  {k:<30} {fps:9.1f} {ms:13.1f}")
+        common = [v[1] for k, v in st.items() if k.startswith(("decode", "encode"))]
+        for preset in presets:
+            ms = sum(common) + sum(v[1] for k, v in st.items()
+                                   if k.startswith(("align", "swap", "composite"))
+                                   and f" {preset}" in k)  # fmt: skip
+            ncpu = os.cpu_count() or 1
+            print(
+                f"  {preset} with reuse: {ms:.0f} CPU ms per frame -> at most "
+                f"{ncpu * 1000 / ms:.1f} frames/s on {ncpu} idle cores (perfect overlap)"
+            )
+        results["stages"] = {k: {"frames_per_s": v[0], "cpu_ms_per_frame": v[1]}
+                             for k, v in st.items()}  # fmt: skip
         results["stages_load"] = load.result
     rows = []
     print(f"\npipeline ({args.frames} frames at {SIZE[0]}x{SIZE[1]}):")
