@@ -251,3 +251,19 @@ def test_default_config_file_is_the_defaults_and_bad_values_are_refused():
                        ({"crf": 60}, "crf"), ({"preset": "quick"}, "preset")):  # fmt: skip
         with pytest.raises(BadInput, match=match):
             from_dict(ConvertConfig, bad, "test")
+
+
+def test_frames_without_a_face_pass_through_unchanged(tiny_run, faceset_pair, clip_a, tmp_path):
+    # a copy of face set A's index without the faces of frames 2 and 3 (images are not needed)
+    fs_dir = tmp_path / "fs"
+    fs_dir.mkdir()
+    index = json.loads((faceset_pair[0] / "faceset.json").read_text())
+    index["faces"] = [f for f in index["faces"] if f["frame"] not in (2, 3)]
+    (fs_dir / "faceset.json").write_text(json.dumps(index))
+    s = convert(clip_a, tiny_run, tmp_path / "frames", ConvertConfig(), alignments=fs_dir, end=6)
+    assert (s.frames, s.frames_swapped, s.frames_unchanged) == (6, 4, 2)
+    source = _frames(clip_a)[:6]
+    out = [cv2.imread(str(tmp_path / "frames" / f"{i:06d}.png")) for i in range(6)]
+    for i in (2, 3):
+        assert np.array_equal(out[i], source[i])  # bit for bit: PNG output, no face, no mark
+    assert not np.array_equal(out[1], source[1])
