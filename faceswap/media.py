@@ -11,6 +11,7 @@ import glob
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -328,9 +329,9 @@ def fps_fraction(fps: float) -> str:
 
 
 def remove_dead_partials(path: Path) -> int:
-    """Delete the `.NAME.PID-XXXXXXXX.partial` temp files of output `path` whose writing
-    process is gone (killed before it could clean up); a live writer's file is left alone.
-    Returns how many went."""
+    """Delete the `.NAME.PID-XXXXXXXX.partial` temp files (or folders, for a frame folder) of
+    output `path` whose writing process is gone (killed before it could clean up); a live
+    writer's file is left alone. Returns how many went."""
     n = 0
     for p in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
         pid = p.name[len(path.name) + 2 :].split("-", 1)[0]
@@ -344,7 +345,10 @@ def remove_dead_partials(path: Path) -> int:
         except PermissionError:
             continue
         with contextlib.suppress(OSError):
-            p.unlink()
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
             n += 1
     if n:
         log.info("%s: removed %d temp file(s) left by an interrupted write", path.parent, n)

@@ -27,6 +27,18 @@ def _cli(capsys, *argv):
     return code, out, err
 
 
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
 def _frames(path) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
     out = []
@@ -260,7 +272,12 @@ def test_frames_without_a_face_pass_through_unchanged(tiny_run, faceset_pair, cl
     index = json.loads((faceset_pair[0] / "faceset.json").read_text())
     index["faces"] = [f for f in index["faces"] if f["frame"] not in (2, 3)]
     (fs_dir / "faceset.json").write_text(json.dumps(index))
+    dead = next(p for p in range(4_000_000, 4_100_000) if not _alive(p))
+    stale = tmp_path / f".frames.{dead}-0123abcd.partial"  # left by a killed convert
+    stale.mkdir()
+    (stale / "000000.png").write_bytes(b"half")
     s = convert(clip_a, tiny_run, tmp_path / "frames", ConvertConfig(), alignments=fs_dir, end=6)
+    assert not stale.exists()
     assert (s.frames, s.frames_swapped, s.frames_unchanged) == (6, 4, 2)
     source = _frames(clip_a)[:6]
     out = [cv2.imread(str(tmp_path / "frames" / f"{i:06d}.png")) for i in range(6)]

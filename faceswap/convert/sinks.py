@@ -21,7 +21,13 @@ import numpy as np
 from faceswap.convert import provenance
 from faceswap.errors import BadInput
 from faceswap.faceset import atomic_write_bytes
-from faceswap.media import VIDEO_FORMATS, MediaSource, VideoWriter, sha256_file
+from faceswap.media import (
+    VIDEO_FORMATS,
+    MediaSource,
+    VideoWriter,
+    remove_dead_partials,
+    sha256_file,
+)
 
 PREVIEW_HEIGHT = 240  # height of one tile of the preview strip
 
@@ -58,6 +64,7 @@ class Sink:
     def __init__(self, out: Path, src: MediaSource, watermark: bool) -> None:
         self.out = out
         self.tmp = _temp_name(out)
+        remove_dead_partials(out)  # left by a killed run (a live writer's stay)
         self.watermark = provenance.Watermark(src.width, src.height) if watermark else None
         self.audio: str | None = None
         self.created_dirs: list[Path] = []
