@@ -23,6 +23,7 @@ from robust import JOBS, Job, run_faultrun
 
 from faceswap.config import ExtractConfig, from_dict
 from faceswap.extract.pipeline import extract
+from faceswap.synthetic import render_clip
 
 from helpers import TINY_TRAIN
 
@@ -196,12 +197,13 @@ def test_convert_survives_20_kills(robust_inputs, tmp_path):
 
 @pytest.mark.slow
 def test_extract_survives_20_kills(robust_inputs, tmp_path):
-    # the 120-frame clip the face-set pair was extracted from
-    clip = Path(robust_inputs["faceset_pair"][0]).parent / "a.mp4"
-    ctx = {**robust_inputs, "clip": clip, "frames": "0-120"}
+    # extraction runs at tens of frames/s here: a clip long enough for 20 kills a second apart
+    clip = tmp_path / "long.mp4"
+    render_clip(clip, 600, frame_size=(480, 270), base_scale=0.75, seed=4)
+    ctx = {**robust_inputs, "clip": clip, "frames": "0-600"}
     ref = _extract_reference(ctx, tmp_path / "ref")
     job = JOBS["extract"]
-    kills = _kills(random.Random(21), job, 20, window=2.5, max_hit=12)
+    kills = _kills(random.Random(21), job, 20, window=1.0, max_hit=12)
     stats = crash_and_resume(job, ctx, tmp_path / "set", kills, tmp_path, save_interval=4)
     print(stats.line("extract"))
     job.same(tmp_path / "set", ref)

@@ -1,4 +1,5 @@
-"""Soak tests (slow): memory stays flat over a long train, extract and convert.
+"""Soak tests (slow): memory stays flat over a long train and convert; over a long extract it
+grows only with the face-set index it keeps in memory.
 
 Each runs the real command in a subprocess that samples its resident memory (RSS) every
 second; the slope of RSS against work done, fitted after a warm-up, is printed in MB per 1000
@@ -57,21 +58,45 @@ def test_train_memory_stays_flat(faceset_pair, tmp_path):
     assert slope < 10 and growth < 30
 
 
+def _index_kb_per_face(root) -> tuple[float, float]:
+    """(KB one face takes in the in-memory index: records + JSON cache, KB of index text per
+    face): a save builds the whole text and its UTF-8 bytes, so the allocator's high-water mark
+    grows by about twice the text too."""
+    import tracemalloc
+
+    from faceswap import faceset as fsmod
+
+    tracemalloc.start()
+    fs = fsmod.load(root)
+    text = fs.dumps()
+    used = tracemalloc.get_traced_memory()[0] - len(text)
+    tracemalloc.stop()
+    n = max(1, len(fs.faces) + len(fs.rejected))
+    return used / 1024 / n, len(text) / 1024 / n
+
+
 @pytest.mark.slow
-def test_extract_memory_stays_flat(tmp_path):
-    frames = 600
+def test_extract_memory_grows_only_with_the_index(tmp_path):
+    # extract keeps the face-set index in memory (it saves it whole, atomically), so memory
+    # grows with the faces found: about 18 KB per face with embeddings, plus the text and bytes
+    # of a save. Anything beyond that would be a leak.
+    frames = 1200
     clip = tmp_path / "long.mp4"
     render_clip(clip, frames, frame_size=(480, 270), base_scale=0.75, seed=5)
     cfg = tmp_path / "ex.yaml"
     cfg.write_text(yaml.safe_dump({"save_every": 2.0}))
     o = run_faultrun(["extract", str(clip), "-o", str(tmp_path / "set"), "--size", "64",
-                      "--workers", "1", "--config", str(cfg)], tmp_path, rss=1.0,
+                      "--workers", "1", "--config", str(cfg)], tmp_path, rss=0.5,
                      timeout=3000)  # fmt: skip
     assert o.rc == 0, o.stderr
     slope, growth, n = rss_slope(o, "frames", warmup=0.2)
+    per_face, text = _index_kb_per_face(tmp_path / "set")
+    explained = (per_face + 2 * text) * 1000 / 1024  # MB per 1000 faces
     print(f"extract soak: {frames} frames 480x270 (embeddings on), {n} RSS samples: slope "
-          f"{slope:+.2f} MB per 1000 frames, growth {growth:+.1f} MB")  # fmt: skip
-    assert slope < 20 and growth < 30
+          f"{slope:+.2f} MB per 1000 frames, growth {growth:+.1f} MB; the index holds "
+          f"{per_face:.1f} KB per face and its save {2 * text:.1f} KB more: "
+          f"{explained:.1f} MB per 1000 faces")  # fmt: skip
+    assert slope < 1.25 * explained + 2
 
 
 @pytest.mark.slow
