@@ -4,7 +4,7 @@
     base     A + B from a random init, --steps steps              (the "converged" model)
     scratch  A + C from a random init, --steps steps              (what fit-training saves)
     fit      from the base's best checkpoint, C replaces B, --fit-steps steps (fit defaults:
-             the base's LR, 5% warmup, cosine to 0.1, no flips)
+             half the base's peak LR, 5% warmup, cosine to 0.1, no flips)
 
 Face sets are generated (faceswap.synthetic): A is the astronaut portrait, B a recoloured copy,
 C another colouring of the portrait with a wider, shorter face (an anisotropic stretch about the
@@ -288,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=240, help="frames per identity (240)")
     p.add_argument("--batch-size", type=int, default=8, help="faces per side per step (8)")
     p.add_argument("--lr", type=float, default=5e-4, help="base/scratch peak LR (5e-4)")
-    p.add_argument("--fit-lr", type=float, help="fit peak LR (default: the base's)")
+    p.add_argument("--fit-lr", type=float, help="fit peak LR (default: the fit default, half "
+                                                "the base's)")  # fmt: skip
     p.add_argument("--fit-warmup", type=float, default=0.05,
                    help="share of the fit warming up (0.05, the fit default)")  # fmt: skip
     p.add_argument("--freeze", help="fit --freeze spec, e.g. encoder:30")

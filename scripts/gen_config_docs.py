@@ -33,6 +33,7 @@ USED_BY = {
     "AugmentConfig": "the `augment:` section of a train config",
     "LossConfig": "the `loss:` section of a train config",
     "ScheduleConfig": "the `schedule:` section of a train config",
+    "FitConfig": "`faceswap fit --config FILE` (see docs/fit.md)",
 }
 
 HEADER = """# Configuration reference

@@ -53,10 +53,11 @@ def test_fit_config_keeps_the_source_and_sets_the_fit_schedule():
     cfg = fit_train_config(src, FitConfig(steps=400, freeze={"encoder": 50}))
     assert cfg.model == src.model and cfg.loss == src.loss and cfg.seed == src.seed
     assert (cfg.steps, cfg.schedule.name, cfg.schedule.total_steps) == (400, "cosine", 400)
-    assert cfg.schedule.lr == src.schedule.lr and cfg.schedule.warmup_steps == 20
+    assert cfg.schedule.lr == 0.5 * src.schedule.lr and cfg.schedule.warmup_steps == 20
     assert cfg.augment.flip == 0.0 and src.augment.flip > 0
     assert cfg.freeze == {"encoder": 50} and cfg.val_every == 20
-    assert fit_train_config(src, FitConfig(steps=400, lr=1e-5, flip=True)).augment.flip > 0
+    other = fit_train_config(src, FitConfig(steps=400, lr=1e-5, flip=True))
+    assert other.augment.flip > 0 and other.schedule.lr == 1e-5
 
 
 def test_fit_records_lineage_and_never_touches_the_source(capsys, tiny_run, third_faceset,

@@ -35,7 +35,7 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="fit-training steps (1000); with --resume: until")
     p.add_argument("--checkpoint", help="source checkpoint: best (default), latest, a step "
                                         "number or a checkpoint folder")  # fmt: skip
-    p.add_argument("--lr", type=float, help="peak learning rate (default: the source run's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: half the source's)")
     p.add_argument("--freeze", help="freeze parts for the first STEPS, e.g. encoder:200 "
                                     "(no :STEPS: the whole fit)")  # fmt: skip
     p.add_argument("--reset-decoder", action="store_true",
@@ -120,8 +120,6 @@ def _run_fit(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     lin = s.lineage
-    replaced = lin.get("replaced", "?").lower()
-    kept = "b" if replaced == "a" else "a"
     start = lin.get("start_val") or {}
     data = dataclasses.asdict(s)
     data["change"] = {
@@ -130,15 +128,22 @@ def _run_fit(args: argparse.Namespace) -> int:
     }  # fmt: skip
     if report is not None:
         data["import"] = report.to_dict()
+    # roles of the sides in a fit; a run that is not a fit (fit --resume of any run) has none
+    replaced = lin.get("replaced", "").lower() if lin.get("kind") == "fit" else ""
+    roles = {"a": "", "b": ""} if not replaced else {
+        replaced: " (new)", "b" if replaced == "a" else "a": " (kept)"}  # fmt: skip
 
     def human() -> None:
-        print(f"fit {s.run}: {replaced.upper()} replaced by {lin.get('faceset', {}).get('path')}, "
-              f"from {lin.get('source_checkpoint')} (step {lin.get('source_step')})")  # fmt: skip
+        if replaced:
+            print(f"fit {s.run}: {replaced.upper()} replaced by {lin['faceset']['path']}, from "
+                  f"{lin['source_checkpoint']} (step {lin['source_step']})")  # fmt: skip
+        else:
+            print(f"trained {s.run}:")
         print(f"  steps {s.start_step} -> {s.step} ({s.stopped}) on {s.device} {s.precision}, "
               f"{s.samples_per_second:.1f} samples/s")  # fmt: skip
-        if s.val_loss and start:
-            for side, role in ((kept, "kept"), (replaced, "new")):
-                print(f"  validation {side.upper()} ({role}): {start[side]:.4f} -> "
+        for side in sorted(roles, key=lambda x: roles[x] != " (kept)"):  # the kept side first
+            if s.val_loss and start.get(side):
+                print(f"  validation {side.upper()}{roles[side]}: {start[side]:.4f} -> "
                       f"{s.val_loss[side]:.4f} ({data['change'][side]:+.1%})")  # fmt: skip
         for e in s.events:
             print(f"  {e}")

@@ -6,7 +6,8 @@
       face set of the kept side ----------> kept side's data, same seed, so the same
                                             validation faces as the source run
       face set of the replaced side         replaced by the new face set
-                                            fit schedule: warmup from 0, short cosine; no flips
+                                            fit schedule: half the source's peak LR, warmup
+                                            from 0, short cosine; no flips
 
 The new run validates both sides before its first step (kept in its lineage as `start_val`)
 and at every evaluation after, so the user sees how much the kept identity loses while the new
@@ -57,7 +58,8 @@ class FitConfig:
 
     steps: int = option(1000, "fit-training steps (the new run counts from 0)")
     checkpoint: str = option("best", "source checkpoint: best, latest, a step number or a folder")
-    lr: float | None = option(None, "peak learning rate (None: the source run's peak LR)")
+    lr: float | None = option(None, "peak learning rate (None: lr_ratio x the source's peak)")
+    lr_ratio: float = option(0.5, "peak LR as a share of the source run's peak, when lr is None")
     warmup: float = option(0.05, "share of the steps warming up linearly from LR 0")
     min_lr_ratio: float = option(0.1, "the cosine decays to lr * this at the last step")
     flip: bool = option(False, "horizontal flips (off: a clip's face is not symmetric)")
@@ -69,6 +71,7 @@ class FitConfig:
         _check(self.steps >= 1, "steps must be >= 1")
         _check(bool(self.checkpoint), "checkpoint must not be empty")
         _check(self.lr is None or self.lr > 0, "lr must be > 0")
+        _check(0.0 < self.lr_ratio <= 10.0, "lr_ratio must be in (0, 10]")
         _check(0.0 <= self.warmup < 1.0, "warmup must be in [0, 1)")
         _check(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio must be between 0 and 1")
         _check(self.evaluations >= 1, "evaluations must be >= 1")
@@ -82,7 +85,7 @@ def fit_train_config(src: TrainConfig, fit: FitConfig) -> TrainConfig:
     cfg.steps = fit.steps
     warmup = min(fit.steps - 1, round(fit.warmup * fit.steps))
     cfg.schedule = ScheduleConfig(
-        name="cosine", lr=fit.lr or src.schedule.lr, warmup_steps=warmup,
+        name="cosine", lr=fit.lr or fit.lr_ratio * src.schedule.lr, warmup_steps=warmup,
         total_steps=fit.steps, min_lr_ratio=fit.min_lr_ratio,
     )  # fmt: skip
     if not fit.flip:
