@@ -260,13 +260,20 @@ def _cases(videos_only: bool) -> list[Case]:
     return [c for c in CORPUS if c.video or not videos_only]
 
 
+# tests/test_extract.py extracts these kinds in CI already (grey, 16-bit, odd-sized images)
+ALSO_IN_TEST_EXTRACT = {"gray-png", "16bit-png", "odd-size-jpg"}
+
+
 def _params() -> list:
     """(command, case) pairs. A convert that works costs seconds (model, detector, encoder), so
-    only the rotated clip runs in CI for convert; its other working cases are `slow`."""
+    only the rotated clip runs in CI for convert; its other working cases are `slow`, as are
+    the extract cases tests/test_extract.py covers."""
     out = []
     for cmd, (_, _, vids) in COMMANDS.items():
         for c in _cases(vids):
-            slow = cmd == "convert" and c.expect != REFUSED and c.name != "rotated-video"
+            slow = (cmd == "convert" and c.expect != REFUSED and c.name != "rotated-video") or (
+                cmd == "extract" and c.name in ALSO_IN_TEST_EXTRACT
+            )
             out.append(pytest.param(cmd, c, id=f"{cmd}-{c.name}",
                                     marks=[pytest.mark.slow] if slow else []))  # fmt: skip
     return out

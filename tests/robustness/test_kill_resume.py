@@ -100,18 +100,18 @@ def _extract_reference(ctx: dict, out: Path) -> Path:
     return out
 
 
-def test_train_killed_in_a_save_and_at_random_resumes_to_the_uninterrupted_run(
+def test_train_killed_inside_a_save_resumes_to_the_uninterrupted_run(
     robust_inputs, tiny_run, tmp_path
 ):
-    rng = random.Random(8)
     job = JOBS["train"]
     out = tmp_path / "run"
     # the first time a published checkpoint folder is moved aside: `best` is being replaced
-    # (its new version complete in a temp folder, the old one hidden, neither named best)
-    kills = [Kill(point="ck.retire:1"), Kill(after=rng.uniform(0.0, 2.0))]
+    # (its new version complete in a temp folder, the old one hidden, neither named best).
+    # Kills at random times are the slow loop's (each costs a process start of seconds).
+    kills = [Kill(point="ck.retire:1")]
     stats = crash_and_resume(job, robust_inputs, out, kills, tmp_path, save_interval=3)
     print(stats.line("train"))
-    assert stats.kills >= 1 and stats.resumes_ok == stats.kills
+    assert stats.kills == 1 and stats.resumes_ok == 1
     job.same(out, tiny_run)
 
 
@@ -119,12 +119,12 @@ def test_extract_killed_in_a_save_and_at_random_resumes_to_the_uninterrupted_set
     robust_inputs, tmp_path
 ):
     rng = random.Random(3)
-    ctx = {**robust_inputs, "frames": "0-12"}
+    ctx = {**robust_inputs, "frames": "0-8"}
     ref = _extract_reference(ctx, tmp_path / "ref")
     job = JOBS["extract"]
     out = tmp_path / "set"
     # a face image or the index caught between its temp file and its rename
-    point = f"{rng.choice(job.save_points)}:{rng.randint(2, 4)}"
+    point = f"{rng.choice(job.save_points)}:{rng.randint(2, 3)}"
     kills = [Kill(point=point), Kill(after=rng.uniform(0.0, 1.5))]
     # extract saves its index every chunk here (save_every 0.01 s, chunk 4): at most a chunk
     stats = crash_and_resume(job, ctx, out, kills, tmp_path, save_interval=4)

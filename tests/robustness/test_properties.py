@@ -32,7 +32,7 @@ from faceswap.train.config import TrainConfig
 
 # derandomize: the same examples on every run (CI never flakes on a lucky draw); the strategies
 # put edge values first, which is where hypothesis starts
-FAST = settings(max_examples=60, deadline=None, derandomize=True,
+FAST = settings(max_examples=40, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 
 # ---- face-set index ------------------------------------------------------------------------
@@ -171,7 +171,7 @@ INDEX_PLACES = sorted(_kinds(_sample_index(None)), key=str)
 
 
 @pytest.mark.parametrize("kind", INDEX_PLACES, ids=lambda k: ".".join(map(str, k)))
-@settings(max_examples=8, deadline=None, derandomize=True,
+@settings(max_examples=6, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
 @given(data=st.data())
 def test_any_value_anywhere_in_an_index_loads_well_formed_or_fails_cleanly(root, kind, data):
@@ -285,7 +285,7 @@ CONFIG_FIELDS = [(cls, name) for cls in CONFIGS for name in sorted(typing.get_ty
 
 
 @pytest.mark.parametrize("cls, name", CONFIG_FIELDS, ids=lambda x: getattr(x, "__name__", x))
-@settings(max_examples=6, deadline=None, derandomize=True)
+@settings(max_examples=5, deadline=None, derandomize=True)
 @given(data=st.data())
 def test_any_value_of_any_config_field_builds_or_is_bad_input(cls, name, data):
     # one field aimed at (the others drawn too, sometimes): each field gets its edge cases
