@@ -31,7 +31,7 @@ Examples:
   .venv/bin/python scripts/bench_train.py --model original
   .venv/bin/python scripts/bench_train.py --model lightweight --batch-size 32 --json out.json
   .venv/bin/python scripts/bench_train.py --model original --steps 8 \\
-      --variants fp32 bf16 no-cl malloc --rounds 2
+      --variants fp32 bf16 no-cl no-heap --rounds 2
 """
 
 from __future__ import annotations
@@ -55,40 +55,24 @@ from typing import Any
 
 import torch
 
-MALLOC_HEAP = {
-    "MALLOC_MMAP_THRESHOLD_": str(1 << 30),
-    "MALLOC_TRIM_THRESHOLD_": str(1 << 32),
-    "MALLOC_TOP_PAD_": str(1 << 28),
-}
-# Built-in variants: extra flags and environment of the child process.
+# Built-in variants: extra flags and environment of the child process. The trainer's defaults
+# (fused AdamW, the glibc heap kept: faceswap/train/runtime.py) are "fp32"; the others switch
+# one thing.
 VARIANTS: dict[str, tuple[list[str], dict[str, str]]] = {
     "fp32": ([], {}),
     "bf16": (["--precision", "bf16"], {}),
     "no-cl": (["--no-channels-last"], {}),
     "threads1": (["--threads", "1"], {}),
     "no-mkldnn": (["--no-mkldnn"], {}),
-    "fused-adamw": (["--adamw", "fused"], {}),
+    "foreach-adamw": (["--adamw", "foreach"], {}),
     "keep-grads": (["--keep-grads"], {}),
+    # glibc's default: big blocks mmap'ed and unmapped every step (page faults)
+    "no-heap": (["--no-cpu-heap"], {}),
     "arena2": ([], {"MALLOC_ARENA_MAX": "2"}),
-    # keep freed memory in the heap: no mmap/munmap and page faults for big tensors every step
-    "malloc": ([], MALLOC_HEAP),
-    "malloc-arena2": ([], {**MALLOC_HEAP, "MALLOC_ARENA_MAX": "2"}),
     # glibc >= 2.35: transparent huge pages for malloc's big blocks (THP mode "madvise")
     "thp": ([], {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
-    "fused+malloc": (["--adamw", "fused"], MALLOC_HEAP),
-    "fused+thp": (["--adamw", "fused"], {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}),
-    "fused+malloc+thp": (
-        ["--adamw", "fused"],
-        {**MALLOC_HEAP, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
-    ),
-    "no-cl+fused": (["--no-channels-last", "--adamw", "fused"], {}),
-    # no mmap for big blocks at all, never give the heap back: no page faults after warm-up
-    "nommap": ([], {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}),
-    # the same from inside the process (ctypes mallopt), as a trainer could do it
-    "mallopt": (["--mallopt"], {}),
     "gemm4": (["--gemm-conv-grid", "4"], {}),
     "gemm8": (["--gemm-conv-grid", "8"], {}),
-    "gemm4+fused": (["--gemm-conv-grid", "4", "--adamw", "fused"], {}),
 }
 MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_",
               "MALLOC_TOP_PAD_", "GLIBC_TUNABLES", "LD_PRELOAD", "OMP_NUM_THREADS")  # fmt: skip
@@ -357,22 +341,6 @@ def _rss_mb() -> float:
         return float("nan")
 
 
-def heap_mallopt() -> bool:
-    """glibc: serve big blocks from the heap (no mmap) and never trim it, so that the tensors
-    freed every step are reused without page faults (= MALLOC_MMAP_MAX_=0
-    MALLOC_TRIM_THRESHOLD_=2G). False where mallopt is unavailable (not glibc)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_max = -1, -4
-        ok = libc.mallopt(m_mmap_max, 0) == 1
-        return bool(ok and libc.mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1)) == 1)
-    except (OSError, AttributeError):
-        return False
-
-
 # ---- experiment: small convolutions as one GEMM ------------------------------------------------
 
 
@@ -438,6 +406,7 @@ def build_trainer(args: argparse.Namespace, pair: tuple[Path, Path], run_dir: Pa
         "compile": args.compile,
         "device": args.device,
         "num_workers": args.num_workers,
+        "cpu_heap": not args.no_cpu_heap,
         "val_fraction": 0.05,
         "steps": 10**6,
     }
@@ -463,8 +432,6 @@ def build_trainer(args: argparse.Namespace, pair: tuple[Path, Path], run_dir: Pa
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from faceswap.data.bench import loader_throughput
 
-    if args.mallopt and not heap_mallopt():
-        print("mallopt unavailable: --mallopt ignored", file=sys.stderr)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.no_mkldnn:
@@ -527,7 +494,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "keep_grads": args.keep_grads,
         "grad_clip": not args.no_grad_clip,
         "gemm_conv_grid": args.gemm_conv_grid,
-        "mallopt": args.mallopt,
+        "cpu_heap": not args.no_cpu_heap,
         "env": {k: os.environ[k] for k in MALLOC_ENV if k in os.environ},
         "peak_gflops": peak,
         "peak_matmul_n": peak_n,
@@ -711,7 +678,7 @@ def print_variants(results: dict[str, list[dict[str, Any]]]) -> None:
 
 # ---- in-process A/B --------------------------------------------------------------------------
 
-PROCESS_WIDE = ("threads", "no_mkldnn", "no_nnpack", "device", "num_workers", "mallopt")
+PROCESS_WIDE = ("threads", "no_mkldnn", "no_nnpack", "device", "num_workers", "no_cpu_heap")
 
 
 def run_interleaved(args: argparse.Namespace, argv: list[str]) -> None:
@@ -813,8 +780,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                     help="zero gradients in place instead of freeing them (experiment)")  # fmt: skip
     ap.add_argument("--gemm-conv-grid", type=int, default=0, metavar="N",
                     help="run convs with an output grid <= N x N as im2col + GEMM (experiment)")  # fmt: skip
-    ap.add_argument("--mallopt", action="store_true",
-                    help="glibc mallopt: no mmap, no heap trimming (experiment)")  # fmt: skip
+    ap.add_argument("--no-cpu-heap", action="store_true",
+                    help="glibc's default allocator behaviour (the trainer keeps the heap)")  # fmt: skip
     ap.add_argument("--no-grad-clip", action="store_true", help="grad_clip = 0 (experiment)")
     ap.add_argument("--breakdown", type=int, default=0, metavar="N",
                     help="also time N steps split into phases")  # fmt: skip

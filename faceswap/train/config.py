@@ -50,6 +50,9 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the model")
     device: str = option("auto", "auto, cpu or cuda")
     num_workers: int = option(0, "data loader worker processes (CPU augmentation)")
+    cpu_heap: bool = option(
+        True, "on CPU (glibc): keep freed memory in the heap, no page faults every step"
+    )
     nan_patience: int = option(5, "non-finite losses in a row before rolling back")
     nan_lr_factor: float = option(0.5, "LR multiplier applied after a rollback")
     freeze: dict[str, int] = option(
