@@ -109,7 +109,8 @@ def split_train_val(
     blocks = blocks_of(fs, gap, block)
     too_small = (
         f"face set {fs.root} is too small to hold out validation: {n} faces in {len(blocks)} "
-        f"block(s) of consecutive frames; add footage or set the validation fraction to 0"
+        f"block(s) of consecutive frames; add footage: validation holds out whole blocks "
+        f"(~2 s of video, or one photo each) and needs at least 2"
     )
     if len(blocks) < 2:
         raise BadInput(too_small)

@@ -49,9 +49,9 @@ class DemoConfig:
     fps: float = option(24.0, "clip frame rate (validation holds out whole 2-second blocks)")
     face_size: int = option(128, "aligned face size the clips are extracted at")
     model: str = option("lightweight", "model preset or YAML")
-    steps: int = option(450, "training steps of the A<->B model")
-    fit_steps: int = option(120, "fit-training steps on the target clip")
-    batch_size: int = option(16, "faces per side per step")
+    steps: int = option(300, "training steps of the A<->B model")
+    fit_steps: int = option(80, "fit-training steps on the target clip")
+    batch_size: int = option(8, "faces per side per step")
     lr: float = option(5e-4, "peak learning rate")
     workers: int = option(0, "extraction worker processes (0 = one per core)")
 
