@@ -132,7 +132,7 @@ class FitPlan:
 
 
 def _faceset_record(fs: fsmod.FaceSet) -> dict[str, Any]:
-    return {"path": str(fs.root), "fingerprint": fs.fingerprint(), "faces": len(fs.faces)}
+    return {"path": str(fs.root.resolve()), "fingerprint": fs.fingerprint(), "faces": len(fs.faces)}
 
 
 def plan_fit(
@@ -190,7 +190,7 @@ def plan_fit(
     lineage = {
         "kind": "fit",
         "source_run": str(run_of(path)),
-        "source_checkpoint": str(path),
+        "source_checkpoint": str(path.resolve()),
         "source_step": state.get("step"),
         "replaced": side.upper(),
         "faceset": _faceset_record(new),

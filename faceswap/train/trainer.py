@@ -240,7 +240,7 @@ class Trainer:
             "config": to_dict(self.cfg),
             "facesets": {
                 side: {
-                    "path": str(fs.root),
+                    "path": str(fs.root.resolve()),  # a resume from elsewhere finds it
                     "fingerprint": fs.fingerprint(),
                     "faces": len(fs.faces),
                     "size": fs.size,

@@ -218,7 +218,7 @@ def init_from(
     lineage = {
         "kind": "init",
         "source_run": str(run_of(path)),
-        "source_checkpoint": str(path),
+        "source_checkpoint": str(path.resolve()),
         "source_step": state.get("step"),
         "parts": report.parts,
         "loaded": len(report.loaded),
