@@ -1,1 +1,2 @@
-"""Training: losses, LR schedules (pure functions of the step), checkpoints, monitoring, LR finder."""
+"""Training: losses, LR schedules (pure functions of the step), checkpoints, monitoring, LR finder,
+weight import and freezing (weight_import), fit-training (fit)."""
