@@ -508,8 +508,10 @@ def _identity_html(numbers: dict[str, Any], arrays: dict[str, Any], png: bytes |
     parts.append(_img(png, "identity spread"))
     gap = numbers.get("identity_gap", {}).get("A-B")
     if gap is not None:
+        verdict = ("two different people to dlib" if gap > SAME_PERSON
+                   else f"below {SAME_PERSON}: dlib takes them for one person")  # fmt: skip
         parts.append(f"<p>Distance between A's and B's typical faces: <b>{gap:.3f}</b> "
-                     f"(below {SAME_PERSON} dlib takes them for one person).</p>")  # fmt: skip
+                     f"({verdict}).</p>")  # fmt: skip
     for name, a in arrays["sets"].items():
         if not a["outliers"] or name == "target":  # outliers matter in the training sets
             continue
