@@ -33,7 +33,8 @@ def option(default: Any, help: str, **kwargs: Any) -> Any:
     return field(default=default, metadata={"help": help}, **kwargs)
 
 
-def _check(cond: bool, msg: str) -> None:
+def check(cond: bool, msg: str) -> None:
+    """Raise ValueError(msg) unless cond: what every config's __post_init__ uses."""
     if not cond:
         raise ValueError(msg)
 
@@ -70,41 +71,41 @@ class ExtractConfig:
     save_every: float = option(10.0, "seconds between atomic saves of the face set index")
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             self.detector in ("auto", "dlib-hog", "dlib-cnn", "s3fd"),
             f"detector must be auto, dlib-hog, dlib-cnn or s3fd, not {self.detector!r}",
         )
-        _check(
+        check(
             self.aligner in ("auto", "dlib", "fan"),
             f"aligner must be auto, dlib or fan, not {self.aligner!r}",
         )
-        _check(
+        check(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"device must be auto, cpu or cuda, not {self.device!r}",
         )
-        _check(self.detect_size == 0 or self.detect_size >= 64, "detect_size must be 0 or >= 64")
-        _check(0 <= self.upsample <= 3, "upsample must be between 0 and 3")
-        _check(self.min_size >= 8, "min_size must be >= 8")
-        _check(self.max_faces >= 0, "max_faces must be >= 0")
-        _check(self.every_nth >= 1, "every_nth must be >= 1")
-        _check(self.start_frame >= 0, "start_frame must be >= 0")
-        _check(
+        check(self.detect_size == 0 or self.detect_size >= 64, "detect_size must be 0 or >= 64")
+        check(0 <= self.upsample <= 3, "upsample must be between 0 and 3")
+        check(self.min_size >= 8, "min_size must be >= 8")
+        check(self.max_faces >= 0, "max_faces must be >= 0")
+        check(self.every_nth >= 1, "every_nth must be >= 1")
+        check(self.start_frame >= 0, "start_frame must be >= 0")
+        check(
             self.end_frame is None or self.end_frame > self.start_frame,
             "end_frame must be greater than start_frame",
         )
-        _check(
+        check(
             64 <= self.size <= 1024 and self.size % 16 == 0,
             "size must be a multiple of 16 between 64 and 1024",
         )
-        _check(self.centering in CENTERINGS, f"centering must be one of {', '.join(CENTERINGS)}")
-        _check(self.image_format in IMAGE_FORMATS, "image_format must be png or jpg")
-        _check(50 <= self.jpeg_quality <= 100, "jpeg_quality must be between 50 and 100")
-        _check(self.embed_every >= 1, "embed_every must be >= 1")
-        _check(0.0 < self.identity_threshold < 2.0, "identity_threshold must be in (0, 2)")
-        _check(self.redetect_every >= 1, "redetect_every must be >= 1")
-        _check(self.workers >= 0, "workers must be >= 0")
-        _check(1 <= self.chunk <= 1024, "chunk must be between 1 and 1024")
-        _check(self.save_every > 0, "save_every must be > 0")
+        check(self.centering in CENTERINGS, f"centering must be one of {', '.join(CENTERINGS)}")
+        check(self.image_format in IMAGE_FORMATS, "image_format must be png or jpg")
+        check(50 <= self.jpeg_quality <= 100, "jpeg_quality must be between 50 and 100")
+        check(self.embed_every >= 1, "embed_every must be >= 1")
+        check(0.0 < self.identity_threshold < 2.0, "identity_threshold must be in (0, 2)")
+        check(self.redetect_every >= 1, "redetect_every must be >= 1")
+        check(self.workers >= 0, "workers must be >= 0")
+        check(1 <= self.chunk <= 1024, "chunk must be between 1 and 1024")
+        check(self.save_every > 0, "save_every must be > 0")
 
 
 def _is_instance(value: Any, tp: Any) -> bool:

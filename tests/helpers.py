@@ -42,3 +42,19 @@ def tiny_train_config(**over):
     from faceswap.train.config import TrainConfig
 
     return from_dict(TrainConfig, {**TINY_TRAIN, **over}, "test")
+
+
+def face_landmarks(scale=200.0, angle=0.0, shift=(300.0, 200.0)):
+    """A plausible 68-point face: the mean template for 17..67 plus a jaw arc, placed in a frame
+    (scaled, rotated by `angle` degrees, centred at `shift`)."""
+    import numpy as np
+
+    from faceswap.extract import alignment as al
+
+    pts = np.zeros((68, 2))
+    pts[17:] = al.MEAN_FACE
+    t = np.linspace(np.pi, 0, 17)
+    pts[:17] = np.stack([0.49 + 0.5 * np.cos(t), 0.35 + 0.6 * np.sin(t)], 1)
+    a = np.radians(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return (pts - 0.5) @ rot.T * scale + shift

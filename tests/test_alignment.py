@@ -7,16 +7,7 @@ from hypothesis import strategies as st
 from faceswap.extract import alignment as al
 from faceswap.extract.masks import MASK_KINDS, landmark_mask, region_mask
 
-
-def _face_landmarks(scale=200.0, angle=0.0, shift=(300.0, 200.0)) -> np.ndarray:
-    """A plausible 68-point face: the mean template for 17..67 plus a jaw arc, placed in a frame."""
-    pts = np.zeros((68, 2))
-    pts[17:] = al.MEAN_FACE
-    t = np.linspace(np.pi, 0, 17)
-    pts[:17] = np.stack([0.49 + 0.5 * np.cos(t), 0.35 + 0.6 * np.sin(t)], 1)
-    a = np.radians(angle)
-    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return (pts - 0.5) @ rot.T * scale + shift
+from helpers import face_landmarks
 
 
 def test_umeyama_recovers_a_known_similarity():
@@ -39,7 +30,7 @@ def test_umeyama_recovers_a_known_similarity():
     centering=st.sampled_from(list(al.CENTERING)),
 )
 def test_align_then_unalign_returns_the_landmarks(scale, angle, x, y, size, centering):
-    lms = _face_landmarks(scale, angle, (x, y))
+    lms = face_landmarks(scale, angle, (x, y))
     m = al.crop_matrix(lms, size, centering)
     back = al.transform_points(al.invert(m), al.transform_points(m, lms))
     np.testing.assert_allclose(back, lms, atol=1e-6 * max(1.0, abs(x), abs(y)))
@@ -51,7 +42,7 @@ def test_align_then_unalign_returns_the_landmarks(scale, angle, x, y, size, cent
 
 def test_crop_is_independent_of_in_plane_rotation_and_scale():
     frame = np.zeros((800, 800, 3), np.uint8)
-    lms = _face_landmarks(200, 0, (400, 400))
+    lms = face_landmarks(200, 0, (400, 400))
     for p in lms:
         cv2.circle(frame, (int(p[0]), int(p[1])), 3, (255, 255, 255), -1)
     m0 = al.crop_matrix(lms, 128, "face")
@@ -64,21 +55,21 @@ def test_crop_is_independent_of_in_plane_rotation_and_scale():
 
 
 def test_rescale_matrix_matches_a_direct_crop_of_another_size():
-    lms = _face_landmarks()
+    lms = face_landmarks()
     m256 = al.crop_matrix(lms, 256, "legacy")
     np.testing.assert_allclose(al.rescale_matrix(m256, 256, 64), al.crop_matrix(lms, 64, "legacy"))
 
 
 def test_centerings_nest_head_contains_face_contains_legacy():
-    lms = _face_landmarks()
+    lms = face_landmarks()
     widths = {c: 1.0 / al.matrix_scale(al.crop_matrix(lms, 256, c)) for c in al.CENTERING}
     assert widths["head"] > widths["face"] > widths["legacy"]
 
 
 @pytest.mark.parametrize("kind", MASK_KINDS)
 def test_masks_cover_the_face_and_not_the_corners(kind):
-    m = al.crop_matrix(_face_landmarks(), 128, "face")
-    aligned = al.transform_points(m, _face_landmarks())
+    m = al.crop_matrix(face_landmarks(), 128, "face")
+    aligned = al.transform_points(m, face_landmarks())
     mask = landmark_mask(aligned, 128, kind)
     assert mask.dtype == np.float32 and mask.shape == (128, 128)
     cx, cy = aligned[30].round().astype(int)
@@ -88,7 +79,7 @@ def test_masks_cover_the_face_and_not_the_corners(kind):
 
 
 def test_extended_mask_reaches_higher_than_hull():
-    aligned = al.transform_points(al.crop_matrix(_face_landmarks(), 128, "head"), _face_landmarks())
+    aligned = al.transform_points(al.crop_matrix(face_landmarks(), 128, "head"), face_landmarks())
     hull = landmark_mask(aligned, 128, "hull")
     ext = landmark_mask(aligned, 128, "extended")
     assert ext.sum() > hull.sum()
@@ -96,7 +87,7 @@ def test_extended_mask_reaches_higher_than_hull():
 
 
 def test_region_masks_are_small_and_inside_the_face():
-    aligned = al.transform_points(al.crop_matrix(_face_landmarks(), 128, "face"), _face_landmarks())
+    aligned = al.transform_points(al.crop_matrix(face_landmarks(), 128, "face"), face_landmarks())
     face = landmark_mask(aligned, 128, "hull")
     for region in ("eyes", "mouth"):
         r = region_mask(aligned, 128, region)

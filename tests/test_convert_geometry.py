@@ -12,16 +12,11 @@ from faceswap.convert.warp import crop_face, face_matrices, paste_box, resize_ma
 from faceswap.extract import alignment as al
 from faceswap.synthetic import head_motion
 
+from helpers import face_landmarks
 
-def _face(scale=220.0, angle=0.0, shift=(400.0, 300.0)) -> np.ndarray:
-    """68 plausible landmarks: the mean template for 17..67 plus a jaw arc, placed in a frame."""
-    pts = np.zeros((68, 2))
-    pts[17:] = al.MEAN_FACE
-    t = np.linspace(np.pi, 0, 17)
-    pts[:17] = np.stack([0.49 + 0.5 * np.cos(t), 0.35 + 0.6 * np.sin(t)], 1)
-    a = np.radians(angle)
-    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    return (pts - 0.5) @ rot.T * scale + shift
+
+def _face(scale=220.0, angle=0.0, shift=(400.0, 300.0)):
+    return face_landmarks(scale, angle, shift)
 
 
 def _blobs(shape, points, sigma) -> np.ndarray:

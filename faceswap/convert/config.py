@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from faceswap.config import ExtractConfig, option
+from faceswap.config import ExtractConfig, check, option
 from faceswap.convert.blend import BLEND_MODES
 from faceswap.convert.color import COLOR_MODES
 from faceswap.convert.masks import MASK_MODES
@@ -14,11 +14,6 @@ from faceswap.media import X264_PRESETS
 DIRECTIONS = ("a2b", "b2a")
 SELECTS = ("all", "identity")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
 
 
 @dataclass
@@ -52,26 +47,24 @@ class ConvertConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(
-            self.direction in DIRECTIONS, f"direction must be a2b or b2a, not {self.direction!r}"
-        )
-        _check(1 <= self.batch_size <= 1024, "batch_size must be between 1 and 1024")
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+        check(self.direction in DIRECTIONS, f"direction must be a2b or b2a, not {self.direction!r}")
+        check(1 <= self.batch_size <= 1024, "batch_size must be between 1 and 1024")
+        check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu or cuda, not {self.device!r}")  # fmt: skip
-        _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
-        _check(0.0 <= self.smooth <= 2.0, "smooth must be between 0 (off) and 2 seconds")
-        _check(self.mask in MASK_MODES, f"mask must be one of {', '.join(MASK_MODES)}")
-        _check(self.hull in MASK_KINDS, f"hull must be one of {', '.join(MASK_KINDS)}")
-        _check(-0.2 <= self.erode <= 0.2, "erode must be between -0.2 and 0.2")
-        _check(0.0 <= self.feather <= 0.3, "feather must be between 0 and 0.3")
-        _check(self.color in COLOR_MODES, f"color must be one of {', '.join(COLOR_MODES)}")
-        _check(self.blend in BLEND_MODES, f"blend must be one of {', '.join(BLEND_MODES)}")
-        _check(0.0 <= self.sharpen <= 5.0, "sharpen must be between 0 and 5")
-        _check(self.select in SELECTS, f"select must be all or identity, not {self.select!r}")
-        _check(0.0 < self.identity_threshold < 2.0, "identity_threshold must be in (0, 2)")
-        _check(self.embed_every >= 1, "embed_every must be >= 1")
-        _check(0 <= self.crf <= 51, "crf must be between 0 and 51")
-        _check(self.preset in X264_PRESETS, f"preset must be one of {', '.join(X264_PRESETS)}")
-        _check(4 <= self.queue <= 1024, "queue must be between 4 and 1024")
-        _check(self.workers >= 0, "workers must be >= 0")
-        _check(self.threads >= 0, "threads must be >= 0")
+        check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        check(0.0 <= self.smooth <= 2.0, "smooth must be between 0 (off) and 2 seconds")
+        check(self.mask in MASK_MODES, f"mask must be one of {', '.join(MASK_MODES)}")
+        check(self.hull in MASK_KINDS, f"hull must be one of {', '.join(MASK_KINDS)}")
+        check(-0.2 <= self.erode <= 0.2, "erode must be between -0.2 and 0.2")
+        check(0.0 <= self.feather <= 0.3, "feather must be between 0 and 0.3")
+        check(self.color in COLOR_MODES, f"color must be one of {', '.join(COLOR_MODES)}")
+        check(self.blend in BLEND_MODES, f"blend must be one of {', '.join(BLEND_MODES)}")
+        check(0.0 <= self.sharpen <= 5.0, "sharpen must be between 0 and 5")
+        check(self.select in SELECTS, f"select must be all or identity, not {self.select!r}")
+        check(0.0 < self.identity_threshold < 2.0, "identity_threshold must be in (0, 2)")
+        check(self.embed_every >= 1, "embed_every must be >= 1")
+        check(0 <= self.crf <= 51, "crf must be between 0 and 51")
+        check(self.preset in X264_PRESETS, f"preset must be one of {', '.join(X264_PRESETS)}")
+        check(4 <= self.queue <= 1024, "queue must be between 4 and 1024")
+        check(self.workers >= 0, "workers must be >= 0")
+        check(self.threads >= 0, "threads must be >= 0")

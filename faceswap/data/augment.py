@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from faceswap.config import option
+from faceswap.config import check, option
 
 # uniforms per sample: 0-4 geometry (angle, zoom, shift x, shift y, flip), 5-8 colour
 # (brightness, contrast, saturation, hue), 9 landmark-warp partner, 10-18 the 3x3 lighting grid
@@ -32,11 +32,6 @@ LUMA = (0.299, 0.587, 0.114)
 _LUMA = np.array(LUMA)
 _RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 _YIQ2RGB = np.linalg.inv(_RGB2YIQ)
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
 
 
 @dataclass
@@ -56,13 +51,13 @@ class AugmentConfig:
     lighting: float = option(0.1, "low-frequency lighting gradient strength, 0 = off")
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.warp_scale <= 0.2, "warp_scale must be between 0 and 0.2")
-        _check(0.0 <= self.rotation <= 180.0, "rotation must be between 0 and 180 degrees")
-        _check(0.0 <= self.zoom < 1.0, "zoom must be in [0, 1)")
-        _check(0.0 <= self.shift <= 0.5, "shift must be between 0 and 0.5")
-        _check(0.0 <= self.flip <= 1.0, "flip must be a probability in [0, 1]")
-        _check(0.0 <= self.color <= 1.0, "color must be between 0 and 1")
-        _check(0.0 <= self.lighting <= 1.0, "lighting must be between 0 and 1")
+        check(0.0 <= self.warp_scale <= 0.2, "warp_scale must be between 0 and 0.2")
+        check(0.0 <= self.rotation <= 180.0, "rotation must be between 0 and 180 degrees")
+        check(0.0 <= self.zoom < 1.0, "zoom must be in [0, 1)")
+        check(0.0 <= self.shift <= 0.5, "shift must be between 0 and 0.5")
+        check(0.0 <= self.flip <= 1.0, "flip must be a probability in [0, 1]")
+        check(0.0 <= self.color <= 1.0, "color must be between 0 and 1")
+        check(0.0 <= self.lighting <= 1.0, "lighting must be between 0 and 1")
 
     @property
     def has_geometry(self) -> bool:

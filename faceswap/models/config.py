@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from faceswap.config import option
+from faceswap.config import check, option
 
 # Architecture name -> the only resolutions it accepts. The classic models are defined at one
 # size (their dense layers are sized for that grid); only `sae` scales with the resolution.
@@ -16,11 +16,6 @@ ARCH_NAMES = ("original", "lightweight", "dfl-h128", "sae")
 FIXED_RESOLUTION = {"original": 64, "lightweight": 64, "dfl-h128": 128}
 SAE_MIN_RES, SAE_MAX_RES, SAE_RES_STEP = 64, 512, 16
 PADDINGS = ("zero", "reflect")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
 
 
 @dataclass
@@ -37,28 +32,28 @@ class ModelConfig:
     icnr: bool = option(True, "ICNR init of pixel-shuffle convs (no checkerboard at start)")
 
     def __post_init__(self) -> None:
-        _check(
+        check(
             self.arch in ARCH_NAMES,
             f"arch must be one of {', '.join(ARCH_NAMES)}, not {self.arch!r}",
         )
         if self.arch in FIXED_RESOLUTION:
             need = FIXED_RESOLUTION[self.arch]
-            _check(
+            check(
                 self.resolution == need,
                 f"arch {self.arch} works at resolution {need} only, not {self.resolution} "
                 "(use arch sae for other sizes)",
             )
         else:
-            _check(
+            check(
                 SAE_MIN_RES <= self.resolution <= SAE_MAX_RES
                 and self.resolution % SAE_RES_STEP == 0,
                 f"sae resolution must be a multiple of {SAE_RES_STEP} between {SAE_MIN_RES} "
                 f"and {SAE_MAX_RES}, not {self.resolution}",
             )
-        _check(8 <= self.encoder_dims <= 1024, "encoder_dims must be between 8 and 1024")
-        _check(8 <= self.decoder_dims <= 1024, "decoder_dims must be between 8 and 1024")
-        _check(16 <= self.bottleneck <= 16384, "bottleneck must be between 16 and 16384")
-        _check(
+        check(8 <= self.encoder_dims <= 1024, "encoder_dims must be between 8 and 1024")
+        check(8 <= self.decoder_dims <= 1024, "decoder_dims must be between 8 and 1024")
+        check(16 <= self.bottleneck <= 16384, "bottleneck must be between 16 and 16384")
+        check(
             self.padding in PADDINGS,
             f"padding must be one of {', '.join(PADDINGS)}, not {self.padding!r}",
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from faceswap.config import option
+from faceswap.config import check, option
 from faceswap.data.augment import AugmentConfig
 from faceswap.models.config import ModelConfig
 from faceswap.train.losses import LossConfig
@@ -12,11 +12,6 @@ from faceswap.train.schedules import ScheduleConfig
 from faceswap.train.weight_import import check_freeze
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
 
 
 @dataclass
@@ -60,23 +55,23 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 1, "steps must be >= 1")
-        _check(self.batch_size >= 1, "batch_size must be >= 1")
-        _check(0.0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)")
+        check(self.steps >= 1, "steps must be >= 1")
+        check(self.batch_size >= 1, "batch_size must be >= 1")
+        check(0.0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)")
         for name in ("val_every", "save_every", "preview_every", "log_every"):
-            _check(getattr(self, name) >= 1, f"{name} must be >= 1")
-        _check(self.val_batches >= 0, "val_batches must be >= 0")
-        _check(self.overfit_evals >= 2, "overfit_evals must be >= 2")
-        _check(self.early_stop >= 0, "early_stop must be >= 0")
-        _check(self.keep_last >= 1, "keep_last must be >= 1")
-        _check(self.grad_clip >= 0, "grad_clip must be >= 0")
+            check(getattr(self, name) >= 1, f"{name} must be >= 1")
+        check(self.val_batches >= 0, "val_batches must be >= 0")
+        check(self.overfit_evals >= 2, "overfit_evals must be >= 2")
+        check(self.early_stop >= 0, "early_stop must be >= 0")
+        check(self.keep_last >= 1, "keep_last must be >= 1")
+        check(self.grad_clip >= 0, "grad_clip must be >= 0")
         # AdamW's own checks would otherwise fail later, as an internal error
-        _check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
-        _check(self.weight_decay >= 0, "weight_decay must be >= 0")
-        _check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+        check(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "beta1 and beta2 must be in [0, 1)")
+        check(self.weight_decay >= 0, "weight_decay must be >= 0")
+        check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
+        check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                f"device must be auto, cpu or cuda, not {self.device!r}")  # fmt: skip
-        _check(self.num_workers >= 0, "num_workers must be >= 0")
-        _check(self.nan_patience >= 1, "nan_patience must be >= 1")
-        _check(0 < self.nan_lr_factor <= 1, "nan_lr_factor must be in (0, 1]")
+        check(self.num_workers >= 0, "num_workers must be >= 0")
+        check(self.nan_patience >= 1, "nan_patience must be >= 1")
+        check(0 < self.nan_lr_factor <= 1, "nan_lr_factor must be in (0, 1]")
         check_freeze(self.freeze)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from faceswap import faceset as fsmod
-from faceswap.config import from_dict, option
+from faceswap.config import check, from_dict, option
 from faceswap.errors import BadInput
 from faceswap.train import checkpoint as ck
 from faceswap.train import distributed as dd
@@ -47,11 +47,6 @@ log = logging.getLogger(__name__)
 SIDES = ("a", "b")
 
 
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ValueError(msg)
-
-
 @dataclass
 class FitConfig:
     """Settings of `faceswap fit`: what changes from the source run's config."""
@@ -68,13 +63,13 @@ class FitConfig:
     evaluations: int = option(20, "validations over the fit (at most the source's rate)")
 
     def __post_init__(self) -> None:
-        _check(self.steps >= 1, "steps must be >= 1")
-        _check(bool(self.checkpoint), "checkpoint must not be empty")
-        _check(self.lr is None or self.lr > 0, "lr must be > 0")
-        _check(0.0 < self.lr_ratio <= 10.0, "lr_ratio must be in (0, 10]")
-        _check(0.0 <= self.warmup < 1.0, "warmup must be in [0, 1)")
-        _check(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio must be between 0 and 1")
-        _check(self.evaluations >= 1, "evaluations must be >= 1")
+        check(self.steps >= 1, "steps must be >= 1")
+        check(bool(self.checkpoint), "checkpoint must not be empty")
+        check(self.lr is None or self.lr > 0, "lr must be > 0")
+        check(0.0 < self.lr_ratio <= 10.0, "lr_ratio must be in (0, 10]")
+        check(0.0 <= self.warmup < 1.0, "warmup must be in [0, 1)")
+        check(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio must be between 0 and 1")
+        check(self.evaluations >= 1, "evaluations must be >= 1")
         check_freeze(self.freeze)
 
 
