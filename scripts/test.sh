@@ -11,8 +11,8 @@ fi
 # The report test renders a page in headless Chromium (Debian's chromium package). Install it
 # when missing and we can (root with apt-get); if that fails the test skips and says why.
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-  { DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+  { DEBIAN_FRONTEND=noninteractive timeout 300 apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq chromium; } \
     >/dev/null 2>&1 || echo "scripts/test.sh: could not install chromium; the report test will skip" >&2
 fi
 .venv/bin/python -m pytest -q "$@"
