@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 import shutil
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ def _png(img: np.ndarray, tags: dict[str, str]) -> bytes:
     return provenance.png_with_text(buf.tobytes(), tags)
 
 
-class Sink:
+class Sink(ABC):
     """Base: the shared temp-file discipline and the optional watermark."""
 
     def __init__(self, out: Path, src: MediaSource, watermark: bool) -> None:
@@ -69,8 +70,9 @@ class Sink:
         self.audio: str | None = None
         self.created_dirs: list[Path] = []
 
+    @abstractmethod
     def write(self, index: int, frame: np.ndarray, original: np.ndarray | None) -> None:
-        raise NotImplementedError
+        """Take one output frame (and the source frame, for before/after outputs)."""
 
     def finish(self) -> Path:
         return self.tmp
