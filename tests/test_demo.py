@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -16,8 +18,12 @@ from faceswap.media import probe_audio, read_tags
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "d"
-    assert main(["demo", "--profile", "quick", "-o", str(out)]) == 0
-    return out, json.loads((out / "demo.json").read_text())
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["demo", "--profile", "quick", "-o", str(out), "--json"]) == 0
+    summary = json.loads(stdout.getvalue())  # --json: nothing but the summary on stdout
+    assert summary == json.loads((out / "demo.json").read_text())
+    return out, summary
 
 
 def test_demo_produces_every_result(demo):

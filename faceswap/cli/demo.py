@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import sys
 from pathlib import Path
 
 from faceswap.cli.common import Command, emit
@@ -26,8 +28,11 @@ def _add_demo(p: argparse.ArgumentParser) -> None:
 def _run_demo(args: argparse.Namespace) -> int:
     from faceswap.demo.run import run_demo
 
-    say = (lambda _: None) if args.json else print
-    r = run_demo(Path(args.output), args.profile, args.overwrite, say=say)
+    if args.json:  # the stages' own summaries go to stderr; stdout carries only the JSON
+        with contextlib.redirect_stdout(sys.stderr):
+            r = run_demo(Path(args.output), args.profile, args.overwrite)
+    else:
+        r = run_demo(Path(args.output), args.profile, args.overwrite)
 
     def human() -> None:
         ev = r.evaluation.get("identity") or {}
