@@ -35,7 +35,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -83,31 +82,11 @@ def _identities() -> dict[str, Any]:
 
 def make_facesets(frames: int, cache: Path) -> dict[str, Path]:
     """Three extracted face sets, `frames` frames each at 64 px, made once and cached."""
-    from faceswap import faceset as fsmod
-    from faceswap.config import ExtractConfig
-    from faceswap.extract.pipeline import extract
-    from faceswap.synthetic import render_clip
+    from faceswap.synthetic import cached_faceset
 
     root = cache / f"v{CACHE_VERSION}-f{frames}"
-    out = {}
-    for name, (face, seed) in _identities().items():
-        target = root / name
-        with contextlib.suppress(Exception):
-            if fsmod.load(target).faces:
-                out[name] = target
-                continue
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            clip = Path(tmp) / f"{name}.mp4"
-            print(f"making face set {name} ({frames} frames at {SIZE} px) ...", file=sys.stderr)
-            render_clip(clip, frames, frame_size=(480, 270), base_scale=0.75, seed=seed,
-                        face_rgb=face)  # fmt: skip
-            extract([str(clip)], Path(tmp) / "set", ExtractConfig(size=SIZE, embed=False))
-            if target.exists():  # a broken earlier attempt
-                shutil.rmtree(target)
-            os.replace(Path(tmp) / "set", target)
-        out[name] = target
-    return out
+    return {name: cached_faceset(root / name, frames, SIZE, seed=seed, face_rgb=face)
+            for name, (face, seed) in _identities().items()}  # fmt: skip
 
 
 # ---- runs ----------------------------------------------------------------------------------

@@ -37,7 +37,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -172,33 +171,12 @@ def _cache_root() -> Path:
 def synthetic_pair(size: int, frames: int = 120, cache: Path | None = None) -> tuple[Path, Path]:
     """Two extracted face sets (the portrait and a recoloured copy), `frames` frames each at
     `size` px, made once and cached (render + extract takes ~10 s per set at 64 px)."""
-    from faceswap import faceset as fsmod
-    from faceswap.config import ExtractConfig
-    from faceswap.extract.pipeline import extract
-    from faceswap.synthetic import astronaut, recolor_identity, render_clip
+    from faceswap.synthetic import astronaut, cached_faceset, recolor_identity
 
     root = (cache or _cache_root()) / f"s{size}-f{frames}"
-    out = []
-    for name, face, seed in (("a", None, 1), ("b", recolor_identity(astronaut()), 2)):
-        target = root / name
-        with contextlib.suppress(Exception):
-            if fsmod.load(target).faces:
-                out.append(target)
-                continue
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=root) as tmp:
-            clip = Path(tmp) / f"{name}.mp4"
-            print(f"making face set {name} ({frames} frames at {size} px) ...", file=sys.stderr)
-            render_clip(clip, frames, frame_size=(480, 270), base_scale=0.75, seed=seed,
-                        face_rgb=face)  # fmt: skip
-            extract([str(clip)], Path(tmp) / "set", ExtractConfig(size=size, embed=False))
-            if target.exists():  # a broken earlier attempt
-                import shutil
-
-                shutil.rmtree(target)
-            os.replace(Path(tmp) / "set", target)
-        out.append(target)
-    return out[0], out[1]
+    a = cached_faceset(root / "a", frames, size, seed=1)
+    b = cached_faceset(root / "b", frames, size, seed=2, face_rgb=recolor_identity(astronaut()))
+    return a, b
 
 
 # ---- measurements --------------------------------------------------------------------------
@@ -429,9 +407,8 @@ def build_trainer(args: argparse.Namespace, pair: tuple[Path, Path], run_dir: Pa
     return trainer
 
 
-def run_one(args: argparse.Namespace) -> dict[str, Any]:
-    from faceswap.data.bench import loader_throughput
-
+def apply_process_settings(args: argparse.Namespace) -> None:
+    """The settings that hold for the whole process (see PROCESS_WIDE)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.no_mkldnn:
@@ -439,6 +416,12 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_nnpack:
         torch.backends.nnpack.set_flags(False)
     logging.basicConfig(level=logging.WARNING)
+
+
+def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    from faceswap.data.bench import loader_throughput
+
+    apply_process_settings(args)
     device_name = args.device
     if device_name == "auto":
         device_name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -696,13 +679,7 @@ def run_interleaved(args: argparse.Namespace, argv: list[str]) -> None:
                 raise SystemExit(f"{label}: --{name.replace('_', '-')} is process-wide: "
                                  "use --variants")  # fmt: skip
         vargs.append(va)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.no_mkldnn:
-        torch.backends.mkldnn.enabled = False
-    if args.no_nnpack:
-        torch.backends.nnpack.set_flags(False)
-    logging.basicConfig(level=logging.WARNING)
+    apply_process_settings(args)
     from faceswap.models import model_config_from
 
     res = max(model_config_from(va.model).resolution for va in vargs)
