@@ -58,3 +58,19 @@ def face_landmarks(scale=200.0, angle=0.0, shift=(300.0, 200.0)):
     a = np.radians(angle)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
     return (pts - 0.5) @ rot.T * scale + shift
+
+
+def read_frames(path):
+    """Every frame of a video, decoded by OpenCV (BGR); [] when it cannot be opened."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return frames
+            frames.append(frame)
+    finally:
+        cap.release()

@@ -20,6 +20,8 @@ from faceswap.errors import BadInput
 from faceswap.media import probe_audio, probe_video, read_tags, sha256_file
 from faceswap.synthetic import render_clip
 
+from helpers import read_frames
+
 
 def _cli(capsys, *argv):
     code = main([str(a) for a in argv])
@@ -37,16 +39,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         pass
     return True
-
-
-def _frames(path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    out = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            return out
-        out.append(f)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +59,7 @@ def test_cli_convert_with_alignments(capsys, tiny_run, faceset_pair, clip_a, tmp
     assert (dst.width, dst.height, dst.frames) == (src.width, src.height, 48)
     assert abs(dst.fps - src.fps) < 1e-6
     # the face changed, the background did not (beyond H.264 noise)
-    before, after = _frames(clip_a)[10:58], _frames(out)
+    before, after = read_frames(clip_a)[10:58], read_frames(out)
     assert len(after) == 48
     fs = json.loads((faceset_pair[0] / "faceset.json").read_text())
     face = next(f for f in fs["faces"] if f["frame"] == 30)
@@ -110,7 +102,7 @@ def test_detection_keeps_the_audio_and_watermarks(astronaut_clip, tiny_run, tmp_
     assert s.frames == 24 and s.faces_swapped >= 22 and s.faces_from == "dlib-hog + dlib"
     assert s.audio == "aac" and probe_audio(out) == "aac"
     assert abs(peak_hz(audio_samples(out)) - 660) < 5
-    frames = _frames(out)
+    frames = read_frames(out)
     assert len(frames) == 24
     h = frames[0].shape[0]
     corner = frames[0][h - h // 12 :, : frames[0].shape[1] // 3]
@@ -279,7 +271,7 @@ def test_frames_without_a_face_pass_through_unchanged(tiny_run, faceset_pair, cl
     s = convert(clip_a, tiny_run, tmp_path / "frames", ConvertConfig(), alignments=fs_dir, end=6)
     assert not stale.exists()
     assert (s.frames, s.frames_swapped, s.frames_unchanged) == (6, 4, 2)
-    source = _frames(clip_a)[:6]
+    source = read_frames(clip_a)[:6]
     out = [cv2.imread(str(tmp_path / "frames" / f"{i:06d}.png")) for i in range(6)]
     for i in (2, 3):
         assert np.array_equal(out[i], source[i])  # bit for bit: PNG output, no face, no mark

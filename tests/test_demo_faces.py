@@ -27,23 +27,11 @@ from faceswap.demo.faces import (
 from faceswap.errors import BadInput
 from faceswap.synthetic import ASTRONAUT_FACE_CENTER, astronaut, render_clip, transform_points
 
+from helpers import read_frames
+
 # identity_distance() of the default identity B is 0.676 (dlib's same-person threshold is 0.6);
 # the test leaves a little room for other dlib builds.
 B_MIN_DISTANCE = 0.65
-
-
-def _read_frames(path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        cap.release()
-    return frames
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +171,7 @@ def test_render_clip_takes_one_face_per_frame(tmp_path, portrait) -> None:
     faces_seq = [dark, light, dark, light]
     size = (160, 120)
     mats = render_clip(tmp_path / "seq.mp4", 4, frame_size=size, base_scale=0.4, face_rgb=faces_seq)
-    frames = _read_frames(tmp_path / "seq.mp4")
+    frames = read_frames(tmp_path / "seq.mp4")
     assert len(mats) == len(frames) == 4
     x, y = transform_points(mats[0], np.array([ASTRONAUT_FACE_CENTER]))[0].astype(int)
     level = [f[y - 2 : y + 3, x - 2 : x + 3].mean() for f in frames]
@@ -197,7 +185,7 @@ def test_render_clip_takes_one_face_per_frame(tmp_path, portrait) -> None:
         return a
 
     render_clip(tmp_path / "call.mp4", 5, frame_size=size, base_scale=0.4, face_rgb=face_at)
-    assert asked == [0, 1, 2, 3, 4] and len(_read_frames(tmp_path / "call.mp4")) == 5
+    assert asked == [0, 1, 2, 3, 4] and len(read_frames(tmp_path / "call.mp4")) == 5
 
     # A wrong number of faces fails before any file is made.
     with pytest.raises(ValueError, match="face_rgb has 4 images"):
@@ -209,4 +197,4 @@ def test_render_clip_takes_one_face_per_frame(tmp_path, portrait) -> None:
 
     # One image (the old way) still means that image in every frame.
     render_clip(tmp_path / "one.mp4", 3, frame_size=size, base_scale=0.4, face_rgb=a)
-    assert len(_read_frames(tmp_path / "one.mp4")) == 3
+    assert len(read_frames(tmp_path / "one.mp4")) == 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
@@ -16,6 +15,8 @@ from faceswap.synthetic import (
     render_frame,
     transform_points,
 )
+
+from helpers import read_frames
 
 
 def _as_array(motion: list[Motion]) -> np.ndarray:
@@ -117,17 +118,7 @@ def test_render_clip_writes_readable_video(tmp_path) -> None:
     matrices = render_clip(path, n_frames=12, frame_size=(320, 240), base_scale=0.5, seed=2)
     assert len(matrices) == 12 and all(m.shape == (2, 3) for m in matrices)
 
-    cap = cv2.VideoCapture(str(path))
-    try:
-        assert cap.isOpened()
-        frames = []
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frames.append(frame)
-    finally:
-        cap.release()
+    frames = read_frames(path)
     assert len(frames) == 12
     assert all(f.shape == (240, 320, 3) for f in frames)
 

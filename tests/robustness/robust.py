@@ -21,6 +21,8 @@ import numpy as np
 from faceswap import faceset as fsmod
 from faceswap.train import checkpoint as ck
 
+from helpers import read_frames
+
 REPO = Path(__file__).resolve().parents[2]
 FAULTRUN = Path(__file__).resolve().parent / "faultrun.py"
 
@@ -232,27 +234,15 @@ def _convert_saved(out: Path) -> int:
     return 0  # a convert starts over: nothing of a killed run is kept but a finished output
 
 
-def frames_of(video: Path) -> list[np.ndarray]:
-    import cv2
-
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            return frames
-        frames.append(frame)
-
-
 def check_video(out: Path) -> None:
     """An output video after any crash: absent, or complete (every frame decodes), never a
     truncated file under the output's name."""
     if out.exists():
-        assert frames_of(out), f"{out} has no frames"
+        assert read_frames(out), f"{out} has no frames"
 
 
 def _convert_same(out: Path, ref: Path) -> None:
-    a, b = frames_of(out), frames_of(ref)
+    a, b = read_frames(out), read_frames(ref)
     assert len(a) == len(b) > 0
     # the same frames in, the same model: the same pixels out, up to the encoder
     assert max(float(np.abs(x.astype(int) - y).mean()) for x, y in zip(a, b)) < 1.0

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import robust
 import yaml
 from robust import JOBS, Job, run_faultrun
 
@@ -25,7 +24,7 @@ from faceswap.config import ExtractConfig, from_dict
 from faceswap.extract.pipeline import extract
 from faceswap.synthetic import render_clip
 
-from helpers import TINY_TRAIN
+from helpers import TINY_TRAIN, read_frames
 
 
 @dataclass
@@ -141,7 +140,7 @@ def test_convert_killed_mid_clip_leaves_no_output_then_completes(robust_inputs, 
                              save_interval=None)  # fmt: skip
     print(stats.line("convert"))
     assert stats.kills == 1 and stats.resumes_ok == 1
-    assert len(robust.frames_of(out)) == 12
+    assert len(read_frames(out)) == 12
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".swapped.mp4.")]
     assert not leftovers, leftovers
 
