@@ -58,3 +58,20 @@ class Command:
     examples: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], int]
+
+
+# Face-finding flags shared by extract and convert: flag dest = ExtractConfig field.
+DETECTION_FLAGS = ("detector", "aligner", "weights_dir", "detect_size", "upsample", "min_score",
+                   "min_size", "max_faces")  # fmt: skip
+
+
+def add_detection_options(p: argparse.ArgumentParser) -> None:
+    """The flags that choose and tune face detection and landmarks (DETECTION_FLAGS)."""
+    p.add_argument("--detector", help="auto (default), dlib-hog, dlib-cnn or s3fd")
+    p.add_argument("--aligner", help="auto (default), dlib or fan")
+    p.add_argument("--weights-dir", help="folder with face-alignment weights (s3fd, fan)")
+    p.add_argument("--detect-size", type=int, help="longest side the detector sees (default 640)")
+    p.add_argument("--upsample", type=int, help="dlib upsampling steps for small faces (0-3)")
+    p.add_argument("--min-score", type=float, help="drop detections scoring below this")
+    p.add_argument("--min-size", type=int, help="drop faces smaller than this many pixels")
+    p.add_argument("--max-faces", type=int, help="keep the N largest faces per frame")

@@ -6,7 +6,14 @@ import argparse
 import dataclasses
 import sys
 
-from faceswap.cli.common import Command, emit, frame_range, progress_bar
+from faceswap.cli.common import (
+    DETECTION_FLAGS,
+    Command,
+    add_detection_options,
+    emit,
+    frame_range,
+    progress_bar,
+)
 
 CONVERT_EXAMPLES = """examples:
   faceswap convert clip.mp4 -m runs/alice2bob -o swapped.mp4
@@ -26,8 +33,7 @@ Every output is labelled as synthetic (container tags + OUT.provenance.json; see
 _TOP = ("direction", "batch_size", "device", "precision", "smooth", "mask", "hull",
         "erode", "feather", "color", "blend", "sharpen", "select", "identity_threshold", "crf",
         "preset", "workers", "threads")  # fmt: skip
-_EXTRACT = ("detector", "aligner", "weights_dir", "detect_size", "upsample", "min_score",
-            "min_size", "max_faces", "detect_workers")  # fmt: skip
+_EXTRACT = (*DETECTION_FLAGS, "detect_workers")
 
 
 def _add_convert(p: argparse.ArgumentParser) -> None:
@@ -65,14 +71,7 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", help="auto, fp32, bf16 or fp16")
     p.add_argument("--workers", type=int, help="compositing threads (default: one per core)")
     p.add_argument("--threads", type=int, help="torch threads on a CPU (default: half the cores)")
-    p.add_argument("--detector", help="as in extract: auto, dlib-hog, dlib-cnn or s3fd")
-    p.add_argument("--aligner", help="as in extract: auto, dlib or fan")
-    p.add_argument("--weights-dir", help="folder with face-alignment weights (s3fd, fan)")
-    p.add_argument("--detect-size", type=int, help="longest side the detector sees (640)")
-    p.add_argument("--upsample", type=int, help="dlib upsampling steps for small faces (0-3)")
-    p.add_argument("--min-score", type=float, help="drop detections scoring below this")
-    p.add_argument("--min-size", type=int, help="drop faces smaller than this many pixels")
-    p.add_argument("--max-faces", type=int, help="keep the N largest faces per frame")
+    add_detection_options(p)  # as in extract; used without --alignments
     p.add_argument("--detect-workers", type=int,
                    help="detection worker processes (default: one per core)")  # fmt: skip
     p.add_argument("--no-track", action="store_true", help="run the detector on every frame")

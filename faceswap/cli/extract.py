@@ -6,7 +6,14 @@ import argparse
 import dataclasses
 import logging
 
-from faceswap.cli.common import Command, emit, frame_range, progress_bar
+from faceswap.cli.common import (
+    DETECTION_FLAGS,
+    Command,
+    add_detection_options,
+    emit,
+    frame_range,
+    progress_bar,
+)
 
 log = logging.getLogger("faceswap")
 
@@ -23,15 +30,8 @@ def _add_extract(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", help="video files, image folders or globs")
     p.add_argument("-o", "--output", required=True, help="face set folder (created or resumed)")
     p.add_argument("--config", help="YAML file of extract settings (flags override it)")
-    p.add_argument("--detector", help="auto (default), dlib-hog, dlib-cnn or s3fd")
-    p.add_argument("--aligner", help="auto (default), dlib or fan")
+    add_detection_options(p)
     p.add_argument("--device", help="auto (default), cpu or cuda")
-    p.add_argument("--weights-dir", help="folder with face-alignment weights (s3fd, fan)")
-    p.add_argument("--detect-size", type=int, help="longest side the detector sees (default 640)")
-    p.add_argument("--upsample", type=int, help="dlib upsampling steps for small faces (0-3)")
-    p.add_argument("--min-score", type=float, help="drop detections scoring below this")
-    p.add_argument("--min-size", type=int, help="drop faces smaller than this many pixels")
-    p.add_argument("--max-faces", type=int, help="keep the N largest faces per frame")
     p.add_argument("--every-nth", type=int, help="process every n-th video frame")
     p.add_argument("--frames", help="video frames START-END, END not included (120-480, 120-)")
     p.add_argument("--size", type=int, help="aligned face size in pixels (default 256)")
@@ -53,15 +53,8 @@ def _run_extract(args: argparse.Namespace) -> int:
 
     start, end = frame_range(args.frames)
     overrides = {
-        "detector": args.detector,
-        "aligner": args.aligner,
+        **{name: getattr(args, name) for name in DETECTION_FLAGS},
         "device": args.device,
-        "weights_dir": args.weights_dir,
-        "detect_size": args.detect_size,
-        "upsample": args.upsample,
-        "min_score": args.min_score,
-        "min_size": args.min_size,
-        "max_faces": args.max_faces,
         "every_nth": args.every_nth,
         "start_frame": start if args.frames else None,
         "end_frame": end,
