@@ -1,0 +1,254 @@
+"""What a viewer judges in a swapped clip, as numbers: identity, pose, expression, detail,
+seam, flicker. Pure functions on frames and landmarks; the dlib measuring happens in the caller.
+
+Every figure is built so that a cheat does not pass it:
+- identity is *verification* (within dlib's same-person distance of B's centroid and beyond it
+  from A's), not "nearer B than A": an average face of A and B is near both and verifies as
+  neither;
+- detail is band-pass energy inside the inner face at a fixed inter-ocular distance, after a
+  median filter: a blur scores low, and pixel noise or film grain (which a median removes) and
+  a sharpening filter over a blur (which has no band energy to amplify) do not raise it;
+- seam compares the colour step across the swapped region's edge with the step the original
+  frame had at the same pixels, so a skin-coloured paste with a visible edge scores badly even
+  where the edge is faint in absolute terms.
+
+Landmarks are dlib's 68-point iBUG layout in frame pixels, images uint8 RGB (H, W, 3).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from faceswap.extract import alignment
+
+SAME_PERSON = 0.6  # dlib's same-person distance
+DETAIL_IOD = 48.0  # inter-ocular distance (px) the detail is measured at
+# The mean face's eye centres in unit-template coordinates (MEAN_FACE covers landmarks 17-67).
+_EYE_L = alignment.MEAN_FACE[36 - 17 : 42 - 17].mean(axis=0)
+_EYE_R = alignment.MEAN_FACE[42 - 17 : 48 - 17].mean(axis=0)
+_TEMPLATE_IOD = float(np.linalg.norm(_EYE_R - _EYE_L))
+
+
+def interocular(lms: np.ndarray) -> float:
+    """Distance between the eye centres of one face's (68, 2) landmarks."""
+    lms = np.asarray(lms, np.float64)
+    return float(np.linalg.norm(lms[42:48].mean(0) - lms[36:42].mean(0)))
+
+
+# ---- identity --------------------------------------------------------------------------------
+
+
+def verify_identity(
+    embeddings: np.ndarray,
+    centroid_a: np.ndarray,
+    centroid_b: np.ndarray,
+    spread_b: float,
+    threshold: float = SAME_PERSON,
+) -> dict[str, float | int | None]:
+    """How many faces dlib verifies as B and not A.
+
+    embeddings (N, 128) of the swapped faces; centroids (128,) from A's and B's real faces;
+    spread_b: the 95th percentile of B's real faces' distances to their centroid.
+    verified_b: share within `threshold` of B and beyond it from A; within_spread_b: share
+    within B's own spread (stricter: as close to B as B's own frames are).
+    """
+    emb = np.atleast_2d(np.asarray(embeddings, np.float64))
+    if emb.size == 0:
+        return {"faces": 0, "verified_b": None, "within_spread_b": None, "dist_a": None,
+                "dist_b": None}  # fmt: skip
+    da = np.linalg.norm(emb - np.asarray(centroid_a, np.float64), axis=1)
+    db = np.linalg.norm(emb - np.asarray(centroid_b, np.float64), axis=1)
+    return {
+        "faces": len(emb),
+        "verified_b": float(np.mean(verified_mask(emb, centroid_a, centroid_b, threshold))),
+        "within_spread_b": float(np.mean(db <= spread_b)),
+        "dist_a": float(da.mean()),
+        "dist_b": float(db.mean()),
+    }
+
+
+def verified_mask(
+    embeddings: np.ndarray,
+    centroid_a: np.ndarray,
+    centroid_b: np.ndarray,
+    threshold: float = SAME_PERSON,
+) -> np.ndarray:
+    """(N,) bool: each face within `threshold` of B's centroid and beyond it from A's."""
+    emb = np.asarray(embeddings, np.float64).reshape(-1, 128)
+    da = np.linalg.norm(emb - np.asarray(centroid_a, np.float64), axis=1)
+    db = np.linalg.norm(emb - np.asarray(centroid_b, np.float64), axis=1)
+    return (db < threshold) & (da >= threshold)
+
+
+def spread(embeddings: np.ndarray, centroid: np.ndarray, q: float = 95.0) -> float:
+    """The q-th percentile of the embeddings' distances to their centroid."""
+    emb = np.atleast_2d(np.asarray(embeddings, np.float64))
+    return float(np.percentile(np.linalg.norm(emb - centroid, axis=1), q))
+
+
+# ---- pose and expression ---------------------------------------------------------------------
+
+
+def pose_difference(pose_orig: np.ndarray, pose_swap: np.ndarray) -> dict[str, float | None]:
+    """Median |difference| of yaw, pitch and roll (degrees) between (N, 3) pose arrays."""
+    a, b = np.asarray(pose_orig, np.float64), np.asarray(pose_swap, np.float64)
+    if len(a) == 0:
+        return {"yaw": None, "pitch": None, "roll": None}
+    med = np.median(np.abs(a - b), axis=0)
+    return {"yaw": float(med[0]), "pitch": float(med[1]), "roll": float(med[2])}
+
+
+def mouth_opening(lms: np.ndarray) -> np.ndarray:
+    """(N,) inner-lip gap over face height (nose bridge top to chin) of (N, 68, 2) landmarks."""
+    lms = np.asarray(lms, np.float64).reshape(-1, 68, 2)
+    gap = np.linalg.norm(lms[:, 61:64].mean(1) - lms[:, 65:68].mean(1), axis=1)
+    height = np.linalg.norm(lms[:, 8] - lms[:, 27], axis=1)
+    return gap / np.maximum(height, 1e-6)
+
+
+def correlation(x: np.ndarray, y: np.ndarray) -> float | None:
+    """Pearson correlation of two series; None when either is constant or too short."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(x) < 3 or x.std() < 1e-9 or y.std() < 1e-9:
+        return None
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+# ---- detail ----------------------------------------------------------------------------------
+
+
+def canonical_face(frame: np.ndarray, lms: np.ndarray, iod: float = DETAIL_IOD):
+    """The face resampled so its eyes are `iod` px apart: (crop uint8, landmarks in the crop).
+
+    The frame is low-passed first when it is shrunk (no aliasing to count as detail), so the
+    same face scores the same at any size it was filmed at.
+    """
+    lms = np.asarray(lms, np.float64)
+    scale = iod / _TEMPLATE_IOD  # template unit -> crop px
+    size = int(round(1.4 * scale))
+    to_unit = alignment.umeyama(lms[alignment.FIT_POINTS], alignment.MEAN_FACE)
+    m = np.array([[scale, 0.0, 0.2 * scale], [0.0, scale, 0.2 * scale]]) @ np.vstack(
+        [to_unit, [0.0, 0.0, 1.0]]
+    )
+    shrink = interocular(lms) / iod
+    src = frame
+    if shrink > 1.0:
+        src = cv2.GaussianBlur(frame, (0, 0), 0.5 * shrink)
+    crop = cv2.warpAffine(src, m, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
+    pts = lms @ m[:, :2].T + m[:, 2]
+    return crop, pts
+
+
+def inner_face_mask(lms: np.ndarray, shape: tuple[int, int], erode_iod: float = 0.15):
+    """bool (H, W): hull of brows, eyes, nose and mouth (landmarks 17-67), eroded by
+    `erode_iod` inter-ocular distances so the edge of a swap's mask never falls inside."""
+    lms = np.asarray(lms, np.float64)
+    hull = cv2.convexHull(np.round(lms[17:68]).astype(np.int32))
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillConvexPoly(mask, hull, 1)
+    r = int(round(erode_iod * interocular(lms)))
+    if r > 0:
+        mask = cv2.erode(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1,) * 2))
+    return mask.astype(bool)
+
+
+def detail_energy(frame: np.ndarray, lms: np.ndarray, iod: float = DETAIL_IOD) -> float:
+    """Band-pass energy of the inner face at `iod` px between the eyes (mean squared grey
+    levels of a difference of Gaussians, sigma 1 and 2.5 px, after a 3x3 median filter).
+
+    The median removes what is finer than a feature (pixel noise, grain); the band keeps the
+    scale of eyelids, lip lines, nostrils and skin texture."""
+    crop, pts = canonical_face(frame, lms, iod)
+    grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+    grey = cv2.medianBlur(grey, 3).astype(np.float32)
+    band = cv2.GaussianBlur(grey, (0, 0), 1.0) - cv2.GaussianBlur(grey, (0, 0), 2.5)
+    mask = inner_face_mask(pts, grey.shape)
+    if not mask.any():
+        return float("nan")
+    return float(np.mean(band[mask] ** 2))
+
+
+# ---- seam ------------------------------------------------------------------------------------
+
+
+def changed_region(out: np.ndarray, orig: np.ndarray, threshold: float = 3.0) -> np.ndarray:
+    """bool (H, W): the largest connected region where the output differs from the original
+    (mean grey-level difference over a small neighbourhood > threshold), holes filled."""
+    diff = np.abs(out.astype(np.float32) - orig.astype(np.float32)).mean(axis=2)
+    diff = cv2.GaussianBlur(diff, (0, 0), 2.0)
+    binary = (diff > threshold).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if n <= 1:
+        return np.zeros(binary.shape, bool)
+    keep = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    region = (labels == keep).astype(np.uint8)
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(region)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled.astype(bool)
+
+
+def _signed_distance(region: np.ndarray) -> np.ndarray:
+    """Pixels from the region's edge: negative inside, positive outside."""
+    r = region.astype(np.uint8)
+    inside = cv2.distanceTransform(r, cv2.DIST_L2, 5)
+    outside = cv2.distanceTransform(1 - r, cv2.DIST_L2, 5)
+    return outside - inside
+
+
+def seam_step(
+    out: np.ndarray, orig: np.ndarray, region: np.ndarray, iod: float, sectors: int = 24
+) -> float | None:
+    """Colour step across the edge of `region` in `out` over the step at the same pixels of
+    `orig` (1.0 = the edge adds nothing a viewer could see).
+
+    Around the region's centre, per angular sector, the step is the distance between the mean
+    colour of a ring just inside the edge (0.3-0.45 inter-ocular distances in: past any
+    feathering) and a ring just outside it (0.05-0.2 out); the figure is the mean over sectors
+    of the output's step over the original's. Sectors keep it local: a dark band across the
+    forehead is not averaged away by the cheeks, nor hidden by a strong natural edge (hair).
+    """
+    if region.sum() < 50:
+        return None
+    sd = _signed_distance(region)
+    inner = (sd <= -0.3 * iod) & (sd >= -0.45 * iod)
+    outer = (sd >= 0.05 * iod) & (sd <= 0.2 * iod)
+    ys, xs = np.nonzero(region)
+    cy, cx = ys.mean(), xs.mean()
+    yy, xx = np.mgrid[0 : region.shape[0], 0 : region.shape[1]]
+    sector = ((np.arctan2(yy - cy, xx - cx) + np.pi) / (2 * np.pi) * sectors).astype(int)
+    sector = np.minimum(sector, sectors - 1)
+    o, g = out.astype(np.float32), orig.astype(np.float32)
+    ratios = []
+    for s in range(sectors):
+        i, j = inner & (sector == s), outer & (sector == s)
+        if i.sum() < 5 or j.sum() < 5:
+            continue
+        step_out = np.linalg.norm(o[i].mean(0) - o[j].mean(0))
+        step_orig = np.linalg.norm(g[i].mean(0) - g[j].mean(0))
+        # the floor: an original edge under 8 levels (of 441 across RGB) is as good as flat
+        ratios.append(step_out / max(float(step_orig), 8.0))
+    if not ratios:
+        return None
+    return float(np.mean(ratios))
+
+
+# ---- flicker ---------------------------------------------------------------------------------
+
+
+def frame_change(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    """Mean absolute grey-level change between two frames inside `region` (bool (H, W))."""
+    if not region.any():
+        return float("nan")
+    d = np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=2)
+    return float(d[region].mean())
+
+
+def face_region(lms: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """bool (H, W): convex hull of all 68 landmarks."""
+    mask = np.zeros(shape, np.uint8)
+    hull = cv2.convexHull(np.round(np.asarray(lms)).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 1)
+    return mask.astype(bool)

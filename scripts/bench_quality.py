@@ -1,0 +1,402 @@
+#!/usr/bin/env python
+"""Swap quality on real faces against training compute: the project's headline benchmark.
+
+For each pair of real clips (A's face is replaced by B's):
+
+    extract A's and B's clips (cached in --work)
+    train A + B with a budget of the last mark on the CPU-time clock (or GPU wall time),
+        copying the checkpoint at every mark (default 300, 600, 1200 CPU-seconds of training)
+    at each mark: convert A's whole clip to B (faces from A's face set, sharpening off)
+        and judge the converted clip frame by frame with dlib (faceswap.evaluate.swap_quality)
+
+Figures per mark (one table each, JSON with --json):
+  verified   share of swapped frames dlib verifies as B and not A (within 0.6 of B's centroid,
+             beyond 0.6 of A's; centroids from the real clips); spread: the share within B's
+             own spread (95th percentile of B's real frames' distances); dA, dB: mean distances
+  pose       median |yaw|, |pitch|, |roll| difference, swapped vs original (degrees)
+  mouth      correlation over frames of the mouth opening (inner-lip gap / face height)
+  detail     band-pass energy of the inner face at 48 px between the eyes, over B's real faces
+  seam       colour step across the swapped region's edge over the original's step there (1 = none)
+  flicker    frame-to-frame change of the face region over the original's
+  found      share of output frames in which dlib's detector finds the face
+
+The schedule of a budget run is laid over the whole budget, so an early mark shows the same run
+part-way, not a run that was given that much time; the last mark is the headline.
+
+Examples:
+  .venv/bin/python scripts/bench_quality.py --quick                # one pair, one 300 s mark
+  .venv/bin/python scripts/bench_quality.py --json /tmp/q.json     # both pairs, 300/600/1200 s
+  .venv/bin/python scripts/bench_quality.py --pairs d9-d6 --config configs/train/cpu-small.yaml
+  .venv/bin/python scripts/bench_quality.py --marks 300,600,1200,2400 --work /tmp/bq
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CLIPS = REPO.parent / "shared" / "data" / "clips"
+PAIRS = {
+    "d9-face2": ("liveportrait_d9.mp4", "retalking_face2_man.mp4"),
+    "d9-d6": ("liveportrait_d9.mp4", "liveportrait_d6.mp4"),
+}
+JUDGE_FRAMES = 120  # frames judged per clip (evenly spaced); flicker uses every frame
+REF_FRAMES = 40  # B's real frames for the detail reference
+
+log = logging.getLogger("bench_quality")
+
+
+# ---- data --------------------------------------------------------------------------------------
+
+
+def extract(clip: Path, work: Path) -> Path:
+    """Face set of a clip, extracted once with the CLI's defaults and kept in `work`."""
+    out = work / "faces" / clip.stem
+    if (out / "faceset.json").is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log.info("extracting %s", clip.name)
+    subprocess.run([sys.executable, "-m", "faceswap", "extract", str(clip), "-o", str(out)],
+                   check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    return out
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    """Every frame as uint8 RGB."""
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
+class Judge:
+    """dlib on whole frames: the face found near an expected box, its landmarks, pose and
+    embedding (the same tools extract uses, never the ones training sees)."""
+
+    def __init__(self) -> None:
+        from faceswap.extract.aligners import DlibAligner
+        from faceswap.extract.detectors import DlibHogDetector
+        from faceswap.extract.identity import DlibEmbedder
+
+        self.detector, self.aligner, self.embedder = (
+            DlibHogDetector(upsample=0), DlibAligner(), DlibEmbedder()
+        )  # fmt: skip
+
+    def face(self, frame: np.ndarray, near: np.ndarray, embed: bool) -> dict[str, Any] | None:
+        from faceswap.extract.finder import iou
+        from faceswap.extract.quality import head_pose
+
+        x0, y0 = near.min(0)
+        x1, y1 = near.max(0)
+        box = np.array([x0, y0, x1, y1])
+        dets = [d for d in self.detector.detect([frame])[0] if iou(d.box, box) > 0.3]
+        if not dets:
+            return None
+        lm = self.aligner.landmarks(frame, [dets[0].box])[0]
+        out = {"landmarks": lm, "pose": np.array(head_pose(lm, frame.shape[:2]))}
+        if embed:
+            out["embedding"] = self.embedder.embed(frame, lm)
+        return out
+
+
+def references(fs_a, fs_b, clip_b: Path) -> dict[str, Any]:
+    """A's and B's centroids, B's spread and B's real-face detail."""
+    from faceswap.evaluate import swap_quality as sq
+    from faceswap.evaluate.identity import centroid
+
+    def embs(fs):
+        return np.array([f.embedding for f in fs.faces if f.embedding is not None], np.float64)
+
+    ea, eb = embs(fs_a), embs(fs_b)
+    ca, cb = centroid(ea), centroid(eb)
+    frames_b = read_video(clip_b)
+    by_frame = {f.frame: f for f in fs_b.faces}
+    picks = sorted(by_frame)[:: max(1, len(by_frame) // REF_FRAMES)]
+    detail = [sq.detail_energy(frames_b[i], by_frame[i].landmarks_array()) for i in picks]
+    return {"centroid_a": ca, "centroid_b": cb, "spread_b": sq.spread(eb, cb),
+            "detail_b": float(np.median(detail)), "gap_ab": float(np.linalg.norm(ca - cb))}  # fmt: skip
+
+
+def analyse_original(frames: list[np.ndarray], fs_a, judge: Judge) -> dict[int, dict]:
+    """dlib on the original frames that are judged (the same for every mark)."""
+    by_frame = {f.frame: f for f in fs_a.faces}
+    judged = sorted(by_frame)[:: max(1, len(by_frame) // JUDGE_FRAMES)]
+    out = {}
+    for i in judged:
+        if i < len(frames):
+            got = judge.face(frames[i], by_frame[i].landmarks_array(), embed=False)
+            if got is not None:
+                out[i] = got
+    return out
+
+
+def judge_clip(out_frames, orig_frames, fs_a, orig: dict[int, dict], refs, judge) -> dict:
+    from faceswap.evaluate import swap_quality as sq
+
+    by_frame = {f.frame: f for f in fs_a.faces}
+    n = min(len(out_frames), len(orig_frames))
+    emb, pose_o, pose_s, mouth_o, mouth_s, seams = [], [], [], [], [], []
+    detail: dict[int, float] = {}
+    found = 0
+    for i, o in orig.items():
+        got = judge.face(out_frames[i], o["landmarks"], embed=True)
+        lm = o["landmarks"]
+        iod = sq.interocular(lm)
+        d = sq.detail_energy(out_frames[i], lm)
+        region = sq.changed_region(out_frames[i], orig_frames[i])
+        s = sq.seam_step(out_frames[i], orig_frames[i], region, iod)
+        if s is not None:
+            seams.append(s)
+        if got is None:
+            detail[-1 - i] = d
+            continue
+        detail[len(emb)] = d
+        found += 1
+        emb.append(got["embedding"])
+        pose_o.append(o["pose"])
+        pose_s.append(got["pose"])
+        mouth_o.append(sq.mouth_opening(lm)[0])
+        mouth_s.append(sq.mouth_opening(got["landmarks"])[0])
+    change_out = change_orig = 0.0
+    for i in range(n - 1):
+        f = by_frame.get(i)
+        if f is None or (i + 1) not in by_frame:
+            continue
+        region = sq.face_region(f.landmarks_array(), orig_frames[i].shape[:2])
+        change_out += sq.frame_change(out_frames[i], out_frames[i + 1], region)
+        change_orig += sq.frame_change(orig_frames[i], orig_frames[i + 1], region)
+    ident = sq.verify_identity(np.array(emb), refs["centroid_a"], refs["centroid_b"],
+                               refs["spread_b"])  # fmt: skip
+    # Detail counts only on frames dlib verifies as B: a convert that pasted nothing (or a
+    # face still A's) would otherwise score the original's full detail.
+    verified = sq.verified_mask(np.array(emb), refs["centroid_a"], refs["centroid_b"])
+    detail_b = [d for k, d in detail.items() if k >= 0 and verified[k]]
+    return {
+        "frames_judged": len(orig),
+        "found": found / max(len(orig), 1),
+        "verified_b": ident["verified_b"],
+        "within_spread_b": ident["within_spread_b"],
+        "dist_a": ident["dist_a"],
+        "dist_b": ident["dist_b"],
+        "pose": sq.pose_difference(np.array(pose_o), np.array(pose_s)),
+        "mouth_corr": sq.correlation(mouth_o, mouth_s),
+        "detail": float(np.median(detail_b)) / refs["detail_b"] if detail_b else 0.0,
+        "detail_all": float(np.median(list(detail.values()))) / refs["detail_b"],
+        "seam": float(np.median(seams)) if seams else None,
+        "flicker": change_out / change_orig if change_orig > 0 else None,
+    }
+
+
+# ---- training and conversion -----------------------------------------------------------------
+
+
+def train_with_marks(fs_a, fs_b, run: Path, cfg, marks: list[float]) -> dict[float, dict]:
+    """Train with a budget of the last mark; copy the checkpoint at each mark."""
+    from faceswap.train.trainer import Trainer, write_run_config
+
+    cfg.budget = marks[-1]
+    cfg.budget_clock = "cpu" if cfg.device != "cuda" else "wall"
+    cfg.steps = 100_000_000  # the budget decides
+    if run.exists():
+        shutil.rmtree(run)
+    trainer = Trainer(cfg, fs_a, fs_b, run)
+    write_run_config(run, cfg)
+    pending = list(marks)
+    kept: dict[float, dict] = {}
+
+    def progress(step: int, info: dict) -> None:
+        assert trainer.budget is not None
+        spent = trainer.budget.now()
+        while pending and (spent >= pending[0] or trainer.finished()) and pending[0] != marks[-1]:
+            mark = pending.pop(0)
+            path = trainer.save()
+            dst = run / "marks" / f"mark-{int(mark):05d}"
+            shutil.copytree(path, dst)
+            kept[mark] = {"checkpoint": dst, "step": step, "spent": spent, "loss": info["loss"]}
+            log.info("mark %d s: step %d, loss %.4f", mark, step, info["loss"])
+
+    t0 = time.perf_counter()
+    summary = trainer.train(progress, tensorboard=False)
+    last = Path(trainer.save())
+    dst = run / "marks" / f"mark-{int(marks[-1]):05d}"
+    shutil.copytree(last, dst)
+    kept[marks[-1]] = {"checkpoint": dst, "step": summary.step, "spent": trainer.budget.now(),
+                       "loss": summary.train_loss}  # fmt: skip
+    for m in kept.values():
+        m["wall_s"] = time.perf_counter() - t0
+    kept["_summary"] = {"samples_per_s": summary.samples_per_second, "val": summary.val_loss,
+                        "params": summary.parameters}  # fmt: skip
+    return kept
+
+
+def reuse_marks(run: Path, marks: list[float]) -> dict[float, dict]:
+    """The mark checkpoints of a run trained before (--from-run)."""
+    import json as _json
+
+    out = {}
+    for mark in marks:
+        ck = run / "marks" / f"mark-{int(mark):05d}"
+        if not (ck / "state.json").is_file():
+            raise SystemExit(f"bench_quality: --from-run: {ck} not found")
+        state = _json.loads((ck / "state.json").read_text())
+        out[mark] = {"checkpoint": ck, "step": int(state["step"]), "loss": None}
+    return out
+
+
+def read_run_config(run: Path):
+    from faceswap.train.trainer import read_run_config as read
+
+    return read(run)
+
+
+def convert_at(clip: Path, checkpoint: Path, faces: Path, out: Path, convert_cfg: dict) -> Path:
+    from faceswap.config import from_dict
+    from faceswap.convert.config import ConvertConfig
+    from faceswap.convert.pipeline import convert
+
+    cfg = from_dict(ConvertConfig, {**convert_cfg, "sharpen": 0.0}, "bench convert")
+    convert(clip, checkpoint, out, cfg, alignments=faces, overwrite=True)
+    return out
+
+
+# ---- the benchmark ---------------------------------------------------------------------------
+
+
+def train_config(path: str | None, overrides: list[str]):
+    from faceswap.config import from_dict, load_yaml
+    from faceswap.train.config import TrainConfig
+
+    data = load_yaml(path) if path else {}
+    for item in overrides:
+        key, _, value = item.partition("=")
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+    return from_dict(TrainConfig, data, path or "bench defaults")
+
+
+def run_pair(name: str, args, judge: Judge) -> list[dict]:
+    from faceswap import faceset as fsmod
+
+    clip_a, clip_b = (CLIPS / c for c in PAIRS[name])
+    work = Path(args.work)
+    fa, fb = extract(clip_a, work), extract(clip_b, work)
+    fs_a, fs_b = fsmod.load(fa), fsmod.load(fb)
+    refs = references(fs_a, fs_b, clip_b)
+    orig_frames = read_video(clip_a)
+    orig = analyse_original(orig_frames, fs_a, judge)
+    cfg = train_config(args.config, args.set)
+    cfg.seed = args.seed
+    run = work / "runs" / f"{name}-{args.from_run or args.tag}-s{args.seed}"
+    if args.from_run:  # judge another convert setting on a run trained before
+        marks = reuse_marks(run, args.marks)
+        cfg = read_run_config(run)
+    else:
+        t = time.process_time()
+        marks = train_with_marks(fs_a, fs_b, run, cfg, args.marks)
+        log.info("trained %s in %.0f CPU-s", name, time.process_time() - t)
+    convert_cfg = json.loads(args.convert) if args.convert else {}
+    rows = []
+    for mark in args.marks:
+        m = marks[mark]
+        out = convert_at(clip_a, m["checkpoint"], fa, work / "out" / f"{run.name}-{int(mark)}.mp4",
+                         convert_cfg)  # fmt: skip
+        res = judge_clip(read_video(out), orig_frames, fs_a, orig, refs, judge)
+        rows.append({"pair": name, "tag": args.tag, "seed": args.seed, "mark_s": mark,
+                     "step": m["step"], "train_loss": m["loss"], **res, "video": str(out),
+                     "model": f"{cfg.model.arch} {cfg.model.resolution}px",
+                     "gap_ab": refs["gap_ab"]})  # fmt: skip
+        print_row(rows[-1])
+    return rows
+
+
+def fmt(v: Any, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def print_row(r: dict) -> None:
+    p = r["pose"]
+    print(f"{r['pair']:<9} {r['tag']:<10} {int(r['mark_s']):>5}s step {r['step']:>5} | "
+          f"verified {fmt(100 * r['verified_b'] if r['verified_b'] is not None else None, 0)}% "
+          f"spread {fmt(100 * r['within_spread_b'] if r['within_spread_b'] is not None else None, 0)}% "
+          f"dA {fmt(r['dist_a'])} dB {fmt(r['dist_b'])} | pose {fmt(p['yaw'], 1)}/"
+          f"{fmt(p['pitch'], 1)}/{fmt(p['roll'], 1)} | mouth {fmt(r['mouth_corr'])} | "
+          f"detail {fmt(r['detail'])} | seam {fmt(r['seam'])} | flicker {fmt(r['flicker'])} | "
+          f"found {fmt(100 * r['found'], 0)}%", flush=True)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("Examples:")[1])  # fmt: skip
+    ap.add_argument("--pairs", default=",".join(PAIRS), help=f"comma list of {', '.join(PAIRS)}")
+    ap.add_argument(
+        "--marks",
+        default="300,600,1200",
+        help="CPU-seconds (GPU: seconds) of training at which to judge",
+    )
+    ap.add_argument("--quick", action="store_true", help="first pair, one 300 s mark")
+    ap.add_argument("--config", help="train config YAML (default: the train defaults)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a train config field, e.g. schedule.lr=3e-4 (repeatable)",
+    )
+    ap.add_argument("--convert", help="convert config overrides as JSON")
+    ap.add_argument("--tag", default="defaults", help="name of this configuration in the tables")
+    ap.add_argument("--from-run", metavar="TAG",
+                    help="no training: judge the marks of the run trained under TAG (e.g. with "
+                         "another --convert)")  # fmt: skip
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default="/tmp/bench_quality", help="cache and runs folder")
+    ap.add_argument("--json", help="append the rows to this JSON-lines file")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if not CLIPS.is_dir():
+        print(f"bench_quality: {CLIPS} not found (the shared real clips)", file=sys.stderr)
+        return 2
+    pairs = args.pairs.split(",")
+    args.marks = [float(m) for m in args.marks.split(",")]
+    if args.quick:
+        pairs, args.marks = pairs[:1], [300.0]
+    for p in pairs:
+        if p not in PAIRS:
+            print(f"bench_quality: --pairs: unknown pair {p!r} ({', '.join(PAIRS)})",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    judge = Judge()
+    for p in pairs:
+        rows = run_pair(p, args, judge)
+        if args.json:
+            with open(args.json, "a", encoding="utf-8") as fh:
+                for r in rows:
+                    fh.write(json.dumps(r, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The swap-quality metrics cannot be fooled by the cheats they exist to catch."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from faceswap.evaluate import swap_quality as sq
+
+
+@pytest.fixture(scope="module")
+def face():
+    """The astronaut portrait (uint8 RGB) and its dlib landmarks."""
+    from skimage.data import astronaut
+
+    from faceswap.extract.aligners import DlibAligner
+    from faceswap.extract.detectors import DlibHogDetector
+
+    img = np.ascontiguousarray(astronaut())
+    box = DlibHogDetector().detect([img])[0][0].box
+    return img, DlibAligner().landmarks(img, [box])[0]
+
+
+def test_detail_falls_with_blur_and_is_not_raised_by_noise_grain_or_sharpening(face):
+    img, lm = face
+    base = sq.detail_energy(img, lm)
+    blur = cv2.GaussianBlur(img, (0, 0), sq.interocular(lm) / 20)
+    d_blur = sq.detail_energy(blur, lm)
+    assert d_blur < 0.5 * base
+    rng = np.random.default_rng(0)
+
+    def noisy(x, std):
+        return np.clip(x + rng.normal(0, std, x.shape), 0, 255).astype(np.uint8)
+
+    def grain(x):
+        g = rng.normal(0, 10, (x.shape[0] // 2, x.shape[1] // 2)).astype(np.float32)
+        g = cv2.resize(g, x.shape[1::-1])[..., None]
+        return np.clip(x + g, 0, 255).astype(np.uint8)
+
+    def sharpen(x, amount=1.0):
+        soft = cv2.GaussianBlur(x, (0, 0), 1.5).astype(np.float32)
+        return np.clip(x * (1 + amount) - soft * amount, 0, 255).astype(np.uint8)
+
+    # equal identity and structure: noise and grain add no detail to a blur (the median takes
+    # them out); sharpening boosts what the blur left of the band (a linear filter can), but
+    # gives back little of what was lost, and the benchmark measures with it off
+    gap = base - d_blur
+    for fake in (noisy(blur, 8), grain(blur)):
+        assert sq.detail_energy(fake, lm) < d_blur + 0.06 * gap
+    assert sq.detail_energy(sharpen(blur), lm) < d_blur + 0.15 * gap
+    # ...nor to the real face
+    assert sq.detail_energy(noisy(img, 8), lm) < 1.1 * base
+    assert sq.detail_energy(grain(img), lm) < 1.1 * base
+
+
+def test_detail_is_measured_at_one_scale(face):
+    img, lm = face
+    small = cv2.resize(img, (256, 256), interpolation=cv2.INTER_AREA)
+    # a face filmed at half the size holds less detail, but is measured at the same distance
+    # between the eyes: within a factor of the blur the halving itself costs
+    ratio = sq.detail_energy(small, lm * 0.5 - 0.25) / sq.detail_energy(img, lm)
+    assert 0.4 < ratio < 1.1
+
+
+def _paste(img, lm, feather: float, colour_shift: float):
+    """The face region replaced by the same face with its colour shifted, with a hull mask of
+    the given feather (px): a square-edged paste when 0."""
+    region = sq.face_region(lm, img.shape[:2]).astype(np.float32)
+    if feather:
+        region = cv2.GaussianBlur(region, (0, 0), feather)
+    shifted = np.clip(img.astype(np.float32) + colour_shift, 0, 255)
+    out = img * (1 - region[..., None]) + shifted * region[..., None]
+    return out.astype(np.uint8)
+
+
+def test_seam_sees_a_pasted_square_and_not_a_blended_face(face):
+    img, lm = face
+    iod = sq.interocular(lm)
+    x0, y0 = lm.min(0).astype(int)
+    x1, y1 = lm.max(0).astype(int)
+    square = img.copy()
+    square[y0:y1, x0:x1] = np.clip(square[y0:y1, x0:x1].astype(int) + 40, 0, 255)
+    s_square = sq.seam_step(square, img, sq.changed_region(square, img), iod)
+    blended = _paste(img, lm, feather=0.15 * iod, colour_shift=6.0)
+    s_blend = sq.seam_step(blended, img, sq.changed_region(blended, img), iod)
+    assert s_square > 1.4
+    assert s_blend < 1.1
+    # the same colour error shows more with a hard edge than with a feathered one
+    hard = _paste(img, lm, feather=0, colour_shift=20.0)
+    soft = _paste(img, lm, feather=0.15 * iod, colour_shift=20.0)
+    s_hard = sq.seam_step(hard, img, sq.changed_region(hard, img), iod)
+    s_soft = sq.seam_step(soft, img, sq.changed_region(soft, img), iod)
+    assert s_hard > s_soft + 0.15 > s_blend + 0.15
+    # nothing changed: no region, no figure
+    assert sq.seam_step(img, img, sq.changed_region(img, img), iod) is None
+
+
+def test_identity_verification_refuses_a_and_the_average_face():
+    rng = np.random.default_rng(1)
+    ca = rng.normal(0, 1, 128)
+    ca /= np.linalg.norm(ca) * 2
+    cb = ca + rng.normal(0, 1, 128) * 0.08  # B's centroid 0.9 away from A's
+    cb = ca + (cb - ca) / np.linalg.norm(cb - ca) * 0.9
+
+    def around(c, n=20):
+        return c + rng.normal(0, 0.02, (n, 128))
+
+    spread_b = sq.spread(around(cb), cb)
+    face_a = sq.verify_identity(around(ca), ca, cb, spread_b)
+    mean_face = sq.verify_identity(around((ca + cb) / 2), ca, cb, spread_b)
+    face_b = sq.verify_identity(around(cb), ca, cb, spread_b)
+    assert face_a["verified_b"] == 0.0
+    assert mean_face["verified_b"] == 0.0  # 0.45 from both: "nearest B" would be a coin toss
+    assert face_b["verified_b"] == 1.0 and face_b["within_spread_b"] > 0.8
+    assert sq.verify_identity(np.zeros((0, 128)), ca, cb, spread_b)["verified_b"] is None
+
+
+def test_mouth_opening_and_correlation():
+    from helpers import face_landmarks
+
+    closed = face_landmarks()
+    opened = closed.copy()
+    opened[65:68, 1] += 20  # lower inner lip down
+    o = sq.mouth_opening(np.stack([closed, opened]))
+    assert o[1] > o[0] + 0.05
+    series = np.array([0.0, 0.1, 0.3, 0.2, 0.05])
+    assert sq.correlation(series, 2 * series + 1) == pytest.approx(1.0)
+    assert sq.correlation(series, -series) == pytest.approx(-1.0)
+    assert sq.correlation(series, np.ones(5)) is None
+
+
+def test_pose_difference_and_frame_change():
+    a = np.array([[10.0, 0.0, 1.0], [20.0, 5.0, 0.0], [0.0, 0.0, 0.0]])
+    b = a + np.array([2.0, -1.0, 0.5])
+    d = sq.pose_difference(a, b)
+    assert (d["yaw"], d["pitch"], d["roll"]) == pytest.approx((2.0, 1.0, 0.5))
+    f0 = np.zeros((20, 20, 3), np.uint8)
+    f1 = f0.copy()
+    f1[5:10, 5:10] = 30
+    region = np.zeros((20, 20), bool)
+    region[5:10, 5:10] = True
+    assert sq.frame_change(f0, f1, region) == pytest.approx(30.0)
