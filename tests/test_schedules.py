@@ -103,8 +103,8 @@ def test_schedule_config_validation():
         ScheduleConfig(name="linear")
     for bad in (
         {"lr": 0.0},
-        {"warmup_steps": -1},
-        {"total_steps": 0},
+        {"warmup_steps": -2},
+        {"total_steps": -1},
         {"warmup_steps": 100, "total_steps": 100},
         {"min_lr_ratio": 1.5},
         {"step_gamma": 0.0},
@@ -282,3 +282,36 @@ def test_plot_writes_png(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     plot_lr_find(lrs, losses, suggestion["suggested"], tmp_path / "b.png")
     assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_resolve_lays_the_schedule_over_the_run():
+    from faceswap.train.schedules import resolve
+
+    auto = ScheduleConfig()  # total 0 = the run's, warmup -1 = auto
+    with pytest.raises(ValueError, match="resolve"):
+        lr_at(auto, 0)
+    short = resolve(auto, 400)
+    assert (short.total_steps, short.warmup_steps) == (400, 12)  # 3% of the run
+    assert resolve(auto, 100_000).warmup_steps == 300  # capped
+    # the LR has reached its floor when the run ends, whatever its length
+    for run in (50, 400, 20_000):
+        r = resolve(auto, run)
+        assert lr_at(r, run) == pytest.approx(r.lr * r.min_lr_ratio)
+        assert lr_at(r, r.warmup_steps) == pytest.approx(r.lr)
+    # explicit fields are kept
+    fixed = resolve(ScheduleConfig(warmup_steps=7, total_steps=900), 400)
+    assert (fixed.total_steps, fixed.warmup_steps) == (900, 7)
+
+
+def test_parse_duration():
+    from faceswap.train.budget import estimate_total, parse_duration
+
+    assert parse_duration("90s") == 90
+    assert parse_duration("10m") == 600
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("1.5h") == 5400
+    assert parse_duration("120") == 120
+    for bad in ("", "10 minutes", "0s", "h", "5x", "-3m"):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+    assert estimate_total(100, spent=60.0, budget=600.0, pace=2.0) == 370

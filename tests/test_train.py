@@ -193,3 +193,43 @@ def test_lr_find_writes_plot_and_suggestion(capsys, faceset_pair, tmp_path):
     code, _, err = _cli(capsys, "lr-find", "-A", a, "-B", b, "-o", str(tmp_path / "lr2"),
                         "--min-lr", "1", "--max-lr", "0.1")  # fmt: skip
     assert code == 2 and "--min-lr" in err
+
+
+def test_budget_ends_the_run_with_the_lr_at_its_floor(faceset_pair, tmp_path, capsys):
+    """--budget: the run stops when its time is spent, with a final checkpoint, and the
+    schedule was laid over the steps that time held (the LR ends near its floor, not at its
+    peak as a fixed-length cosine would leave it)."""
+    run = tmp_path / "run"
+    sched = {"name": "cosine", "lr": 1e-3}  # total and warmup automatic
+    code = main(["train", "-A", str(faceset_pair[0]), "-B", str(faceset_pair[1]), "-o", str(run),
+                 "--config", _yaml(tmp_path, schedule=sched, save_every=10_000, val_every=10_000,
+                                   preview_every=10_000), "--budget", "6s",
+                 "--no-tensorboard", "--json"])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] > 12  # calibration done and the estimate used
+    latest = ck.latest_checkpoint(run)
+    state = json.loads((latest / "state.json").read_text())
+    assert state["step"] == summary["step"]  # the final save
+    budget, schedule = state["budget"], state["schedule"]
+    # it ends at the budget, or a little before where the estimated steps are done
+    assert 3.0 <= budget["spent"] < 12.0 and budget["estimates"] >= 1
+    # the estimate was within a factor of 2 of what the time held
+    assert 0.5 < schedule["total_steps"] / summary["step"] < 2.0
+    from faceswap.config import from_dict as fd
+    from faceswap.train.schedules import ScheduleConfig, lr_at
+
+    last_lr = lr_at(fd(ScheduleConfig, schedule, "s"), summary["step"] - 1)
+    assert last_lr < 0.5 * sched["lr"]
+    for bad in ("0s", "soon"):
+        assert main(["train", "-A", str(faceset_pair[0]), "-B", str(faceset_pair[1]), "-o",
+                     str(tmp_path / "x"), "--budget", bad]) == 2  # fmt: skip
+        assert "--budget" in capsys.readouterr().err
+
+
+def _yaml(tmp_path: Path, **over) -> str:
+    import yaml
+
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({**TINY, **over}))
+    return str(path)

@@ -14,6 +14,8 @@ from faceswap.errors import BadInput
 log = logging.getLogger("faceswap")
 
 TRAIN_EXAMPLES = """examples:
+  faceswap train -A faces/alice -B faces/bob -o runs/alice2bob --budget 1h
+      (an hour of training: the LR schedule is laid over the steps an hour holds)
   faceswap train -A faces/alice -B faces/bob -o runs/alice2bob --model original
   faceswap train -A faces/alice -B faces/bob -o runs/ab256 --model sae-256 --batch-size 32
   faceswap train -A faces/alice -B faces/bob -o runs/ab --config configs/train/cpu-small.yaml
@@ -35,6 +37,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model preset (original, lightweight, dfl-h128, sae-128, "
                                    "sae-256) or a model YAML file")  # fmt: skip
     p.add_argument("--steps", type=int, help="train until this step")
+    p.add_argument("--budget", metavar="DURATION",
+                   help="train for this long (10m, 1h30m, 8h): the LR schedule fits the time, "
+                        "the run ends with a final save; --steps becomes an upper bound")  # fmt: skip
     p.add_argument("--batch-size", type=int, help="faces per side per step")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--schedule", help="constant, cosine, step, onecycle or plateau")
@@ -60,6 +65,11 @@ def _train_config(args: argparse.Namespace):
 
     data = load_yaml(args.config) if args.config else {}
     where = args.config or "options"
+    budget = _budget(args)
+    if budget is not None:
+        data["budget"] = budget
+        if args.steps is None and "steps" not in data:
+            data["steps"] = BUDGET_STEP_CAP
     for key, value in (("steps", args.steps), ("batch_size", args.batch_size),
                        ("precision", args.precision), ("device", args.device),
                        ("seed", args.seed)):  # fmt: skip
@@ -79,7 +89,29 @@ def _train_config(args: argparse.Namespace):
     cfg = from_dict(TrainConfig, data, where)
     if args.model:
         cfg.model = model_config_from(args.model, {})
+    elif "model" not in data:
+        from faceswap.models.presets import default_preset
+        from faceswap.train.trainer import pick_device
+
+        name = default_preset(pick_device(cfg.device).type)
+        cfg.model = model_config_from(name, {})
+        log.info("model: %s (the default on this device; --model to choose)", name)
     return cfg
+
+
+BUDGET_STEP_CAP = 100_000_000  # under --budget without --steps: the time decides
+
+
+def _budget(args: argparse.Namespace) -> float | None:
+    """--budget DURATION in seconds (None when not given); bad text is BadInput."""
+    if getattr(args, "budget", None) is None:
+        return None
+    from faceswap.train.budget import parse_duration
+
+    try:
+        return parse_duration(args.budget)
+    except ValueError as exc:
+        raise BadInput(f"--budget: {exc}") from None
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -96,15 +128,18 @@ def _run_train(args: argparse.Namespace) -> int:
                 raise BadInput(f"{flag}: only when a run starts (a resumed run keeps its own)")
     if args.init_from is not None:  # checked before the face sets are decoded
         from faceswap.train.checkpoint import resolve_checkpoint
-        from faceswap.train.weight_import import PARTS, parse_parts
+        from faceswap.train.weight_import import parse_parts
 
-        args.load = parse_parts(args.load) if args.load is not None else PARTS
+        args.load = parse_parts(args.load) if args.load is not None else None
         args.init_from = resolve_checkpoint(args.init_from)
     fs_a, fs_b = fsmod.load(args.faceset_a), fsmod.load(args.faceset_b)
     if args.resume:
         cfg = open_run(run_dir, _train_config(args) if args.model else None, resume=True)
         if args.steps is not None:
             cfg.steps = args.steps
+        budget = _budget(args)
+        if budget is not None:  # more time for the run (the spent part is in the checkpoint)
+            cfg.budget = budget
     else:
         cfg = open_run(run_dir, _train_config(args), resume=False)
     dist = dd.init_from_env(cfg.device)  # one process unless started by torchrun
@@ -132,14 +167,16 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
     elif args.init_from is not None:
         from faceswap.train.weight_import import init_from
 
-        report, trainer.lineage = init_from(trainer.model, args.init_from, args.load)
+        parts = args.load or tuple(trainer.model.parts())  # default: every part it has
+        report, trainer.lineage = init_from(trainer.model, args.init_from, parts)
         if main_rank and not args.json:
             print(f"weights from {report.source}:")
             print(report.table())
     log.info("model %s %dpx: %.1f M parameters, %.2f GFLOP per sample (forward+backward)",
              cfg.model.arch, cfg.model.resolution, trainer.parameters / 1e6,
              trainer.flops / 1e9)  # fmt: skip
-    bar = progress_bar(cfg.steps - trainer.step, "train", unit="step", show=main_rank)
+    left = None if cfg.budget else cfg.steps - trainer.step  # a budget's steps are estimated
+    bar = progress_bar(left, "train", unit="step", show=main_rank)
 
     def progress(step: int, d: dict) -> None:
         bar.update(1)

@@ -188,10 +188,11 @@ def run_numbers(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     its plateau reductions; NaN rollbacks, which also lower the LR, are not in the history and
     not shown."""
     from faceswap.train.monitor import MonitorState, event_kind, monitor_update
-    from faceswap.train.schedules import PlateauState, lr_at, plateau_update
+    from faceswap.train.schedules import PlateauState, lr_at, plateau_update, resolve
     from faceswap.train.trainer import read_run_config
 
     cfg = read_run_config(run_dir)
+    schedule = resolve(cfg.schedule, cfg.steps)  # runs whose rows carry no LR ran by steps
     rows = read_metrics(run_dir)
     state, plateau = MonitorState(), PlateauState()
     overfit: list[dict[str, Any]] = []
@@ -202,8 +203,8 @@ def run_numbers(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
                                        cfg.overfit_evals)  # fmt: skip
         overfit += [{"step": r["step"], "message": e} for e in events
                     if event_kind(e) == "overfitting"]  # fmt: skip
-        if cfg.schedule.name == "plateau":
-            plateau = plateau_update(cfg.schedule, plateau, val)
+        if schedule.name == "plateau":
+            plateau = plateau_update(schedule, plateau, val)
             scale_from.append((r["step"], plateau.scale))
     last = rows[-1]["step"] if rows else 0
     steps = np.unique(np.linspace(0, max(last, 1), min(max(last, 1) + 1, 400)).astype(int))
@@ -211,7 +212,7 @@ def run_numbers(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         lr_steps, lrs = [r["step"] for r in rows], [float(r["lr"]) for r in rows]
     else:
         lr_steps = steps.tolist()
-        lrs = [lr_at(cfg.schedule, int(s), [sc for st, sc in scale_from if st <= s][-1])
+        lrs = [lr_at(schedule, int(s), [sc for st, sc in scale_from if st <= s][-1])
                for s in steps]  # fmt: skip
     evaluation = None
     ev_path = run_dir / "evaluation.json"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from faceswap.config import check, option
 from faceswap.data.augment import AugmentConfig
 from faceswap.models.config import ModelConfig
+from faceswap.train.budget import CLOCKS
 from faceswap.train.losses import LossConfig
 from faceswap.train.schedules import ScheduleConfig
 from faceswap.train.weight_import import check_freeze
@@ -25,6 +26,14 @@ class TrainConfig:
         default_factory=ScheduleConfig, metadata={"help": "LR schedule"}
     )
     steps: int = option(10_000, "training steps (one step = one batch of A and one of B)")
+    budget: float = option(
+        0.0,
+        "seconds to train (0 = off): the LR schedule is laid over the steps it is estimated "
+        "to hold and the run ends at it with a final save; steps is then an upper bound",
+    )
+    budget_clock: str = option(
+        "wall", "the budget's clock: wall, or cpu (process CPU time, for benchmarks)"
+    )
     batch_size: int = option(16, "faces per side per step")
     seed: int = option(0, "seed of the split, data order, augmentation and init")
     val_fraction: float = option(0.05, "share of each face set held out for validation")
@@ -51,12 +60,16 @@ class TrainConfig:
     nan_patience: int = option(5, "non-finite losses in a row before rolling back")
     nan_lr_factor: float = option(0.5, "LR multiplier applied after a rollback")
     freeze: dict[str, int] = option(
-        {}, "parts (encoder, decoder_a, decoder_b) frozen for their first N steps, 0 = all run"
+        {},
+        "parts (encoder, decoder_a, decoder_b; liae: encoder, inter_ab, inter_a, decoder) "
+        "frozen for their first N steps, 0 = all run",
     )
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, "steps must be >= 1")
         check(self.batch_size >= 1, "batch_size must be >= 1")
+        check(self.budget >= 0 and self.budget == self.budget, "budget must be >= 0 seconds")
+        check(self.budget_clock in CLOCKS, f"budget_clock must be one of {', '.join(CLOCKS)}")
         check(0.0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)")
         for name in ("val_every", "save_every", "preview_every", "log_every"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1")
@@ -74,4 +87,4 @@ class TrainConfig:
         check(self.num_workers >= 0, "num_workers must be >= 0")
         check(self.nan_patience >= 1, "nan_patience must be >= 1")
         check(0 < self.nan_lr_factor <= 1, "nan_lr_factor must be in (0, 1]")
-        check_freeze(self.freeze)
+        check_freeze(self.freeze, self.model.arch)

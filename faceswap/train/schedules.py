@@ -21,12 +21,14 @@ Schedules (`step` is the 0-based index of the optimizer step about to be taken):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from faceswap.config import option
 
-__all__ = ["SCHEDULES", "PlateauState", "ScheduleConfig", "lr_at", "plateau_update"]
+__all__ = [
+    "SCHEDULES", "PlateauState", "ScheduleConfig", "lr_at", "plateau_update", "resolve",
+]  # fmt: skip
 
 SCHEDULES = ("constant", "cosine", "step", "onecycle", "plateau")
 
@@ -37,8 +39,12 @@ class ScheduleConfig:
 
     name: str = option("cosine", "schedule: constant, cosine, step, onecycle or plateau")
     lr: float = option(5e-5, "peak (base) learning rate")
-    warmup_steps: int = option(500, "steps of linear warmup from 0 to lr (not used by onecycle)")
-    total_steps: int = option(100_000, "steps over which cosine and onecycle decay")
+    warmup_steps: int = option(
+        -1, "steps of linear warmup from 0 to lr (-1 = auto: 3% of total_steps, at most 300)"
+    )
+    total_steps: int = option(
+        0, "steps over which cosine and onecycle decay (0 = the run's: --steps or --budget)"
+    )
     min_lr_ratio: float = option(0.01, "floor of cosine, step and plateau, as a fraction of lr")
     step_every: int = option(25_000, "step decay: steps between LR drops")
     step_gamma: float = option(0.5, "step decay: factor applied at each drop")
@@ -63,10 +69,12 @@ class ScheduleConfig:
             )
         checks = [
             (math.isfinite(self.lr) and self.lr > 0, "lr must be > 0"),
-            (self.warmup_steps >= 0, "warmup_steps must be >= 0"),
-            (self.total_steps >= 1, "total_steps must be >= 1"),
+            (self.warmup_steps >= -1, "warmup_steps must be >= 0 (or -1 for auto)"),
+            (self.total_steps >= 0, "total_steps must be >= 1 (or 0 for the run's length)"),
             (
-                self.name not in ("cosine",) or self.warmup_steps < self.total_steps,
+                self.name not in ("cosine",)
+                or self.total_steps == 0
+                or self.warmup_steps < self.total_steps,
                 "warmup_steps must be smaller than total_steps",
             ),
             (0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio must be between 0 and 1"),
@@ -85,6 +93,24 @@ class ScheduleConfig:
                 raise ValueError(msg)
 
 
+AUTO_WARMUP_SHARE = 0.03  # of the run: long enough to tame AdamW's first steps, no longer
+AUTO_WARMUP_MAX = 300
+
+
+def resolve(cfg: ScheduleConfig, run_steps: int) -> ScheduleConfig:
+    """The schedule with its automatic fields filled in for a run of `run_steps` steps:
+    total_steps 0 -> run_steps, warmup_steps -1 -> 3% of the total (at most 300). Pure.
+
+    A schedule follows the run it belongs to: a fixed 100,000-step cosine left a user who trains
+    for 20 minutes in warmup the whole time."""
+    total = cfg.total_steps or max(int(run_steps), 2)
+    warmup = cfg.warmup_steps
+    if warmup < 0:
+        warmup = min(AUTO_WARMUP_MAX, int(AUTO_WARMUP_SHARE * total))
+    warmup = min(warmup, total - 1)
+    return replace(cfg, total_steps=total, warmup_steps=warmup)
+
+
 def _cos_interp(start: float, end: float, t: float) -> float:
     """Cosine interpolation from start (t=0) to end (t=1)."""
     t = min(max(t, 0.0), 1.0)
@@ -98,6 +124,8 @@ def lr_at(cfg: ScheduleConfig, step: int, plateau_scale: float = 1.0) -> float:
     """
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
+    if cfg.total_steps == 0 or cfg.warmup_steps < 0:
+        raise ValueError("resolve() the schedule's automatic fields before asking for a LR")
     lr = cfg.lr
     floor = lr * cfg.min_lr_ratio
     if cfg.name == "onecycle":

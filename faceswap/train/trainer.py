@@ -40,11 +40,13 @@ from faceswap.errors import BadInput
 from faceswap.models import Autoencoder, build_model, count_parameters, flops_per_sample
 from faceswap.train import checkpoint as ck
 from faceswap.train import distributed as dd
+from faceswap.train.budget import CALIBRATE, RE_ESTIMATE, BudgetClock, estimate_total
 from faceswap.train.config import TrainConfig
 from faceswap.train.losses import FaceLoss
 from faceswap.train.monitor import MonitorState, event_kind, monitor_update
 from faceswap.train.runtime import keep_freed_memory_in_heap
-from faceswap.train.schedules import PlateauState, lr_at, plateau_update
+from faceswap.train.schedules import PlateauState, ScheduleConfig, lr_at, plateau_update
+from faceswap.train.schedules import resolve as resolve_schedule
 from faceswap.train.weight_import import describe_freeze, frozen_parts
 
 log = logging.getLogger(__name__)
@@ -193,6 +195,13 @@ class Trainer:
             "cuda", enabled=on_gpu and self.amp_dtype == torch.float16
         )
         self.step = 0
+        # The schedule with its automatic fields filled in: laid over --steps, or, under a
+        # budget, over the steps the budget is estimated to hold (re-laid once measured).
+        self.budget = BudgetClock(cfg.budget, cfg.budget_clock) if cfg.budget else None
+        self.schedule: ScheduleConfig = resolve_schedule(
+            cfg.schedule, cfg.steps if self.budget is None else 10**6
+        )
+        self.estimates = 0  # budget estimates made (the schedule is re-laid at each)
         self.monitor = MonitorState()
         self.plateau = PlateauState()
         self.lr_scale = 1.0  # lowered by NaN rollbacks
@@ -255,7 +264,56 @@ class Trainer:
             "lr_scale": self.lr_scale,
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "freeze": {"spec": dict(self.cfg.freeze), "frozen": list(self.frozen)},
-        }
+            "schedule": to_dict(self.schedule),
+            "budget": None if self.budget is None else {
+                "seconds": self.budget.seconds, "clock": self.budget.clock,
+                "spent": self.budget.now(), "estimates": self.estimates,
+            },
+        }  # fmt: skip
+
+    def _restore_schedule(self, st: dict[str, Any]) -> None:
+        """A budget run goes on with its saved schedule and the time it has left; a step run's
+        schedule is laid over --steps again (the same, unless the resume extends the run: then
+        the cosine restarts over the new length, a warm restart)."""
+        saved = st.get("budget")
+        if self.budget is None or not saved:
+            return
+        if st.get("schedule"):
+            self.schedule = from_dict(ScheduleConfig, dict(st["schedule"]), "checkpoint schedule")
+        self.budget = BudgetClock(self.cfg.budget, self.cfg.budget_clock,
+                                  spent=float(saved["spent"]))  # fmt: skip
+        self.estimates = int(saved.get("estimates", 0))
+
+    def _pace_budget(self, start: int) -> None:
+        """Measure the pace and lay the schedule over the steps the budget holds: after the
+        first CALIBRATE steps, and again at RE_ESTIMATE of the budget (with validation and
+        preview costs in the pace by then)."""
+        b = self.budget
+        if b is None:
+            return
+        if self.step == start + 2:  # the first two steps allocate: not the pace
+            b.start_pace(self.step)
+            return
+        due = (self.estimates == 0 and self.step >= start + 2 + CALIBRATE) or (
+            self.estimates == 1 and b.now() >= RE_ESTIMATE * b.seconds
+        )
+        pace = b.pace(self.step)
+        if not due or pace is None:
+            return
+        total = min(estimate_total(self.step, b.now(), b.seconds, pace), self.cfg.steps)
+        self.schedule = resolve_schedule(self.cfg.schedule, total)
+        self.estimates += 1
+        log.info("budget %.0f s (%s clock): %.3f s a step, about %d steps; the schedule runs "
+                 "over %d", b.seconds, b.clock, pace, total, self.schedule.total_steps)  # fmt: skip
+
+    def finished(self) -> bool:
+        """The run is at its end: --steps reached, or the budget spent (or its estimated
+        steps taken: the LR has reached its floor)."""
+        if self.step >= self.cfg.steps:
+            return True
+        if self.budget is None:
+            return False
+        return self.budget.done() or (self.estimates > 0 and self.step >= self.schedule.total_steps)
 
     def save(self, best: bool = False) -> Path:
         return ck.save_checkpoint(
@@ -297,6 +355,7 @@ class Trainer:
             if st.get("scaler") and self.scaler.is_enabled():
                 self.scaler.load_state_dict(st["scaler"])
             ck.set_rng_state(*data["rng"])
+            self._restore_schedule(st)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise ck.CheckpointError(f"{path}: state does not fit this run "
                                      f"({exc.__class__.__name__}: {str(exc)[:200]})") from None  # fmt: skip
@@ -348,7 +407,7 @@ class Trainer:
         for the LR range test)."""
         cfg = self.cfg
         if lr is None:
-            lr = lr_at(cfg.schedule, self.step, self.plateau.scale) * self.lr_scale
+            lr = lr_at(self.schedule, self.step, self.plateau.scale) * self.lr_scale
         self._apply_freeze()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -463,8 +522,8 @@ class Trainer:
         self.train_losses = []
         self.monitor, events = monitor_update(self.monitor, self.step, train_mean, val_mean,
                                               self.cfg.overfit_evals)  # fmt: skip
-        if self.cfg.schedule.name == "plateau":
-            self.plateau = plateau_update(self.cfg.schedule, self.plateau, val_mean)
+        if self.schedule.name == "plateau":
+            self.plateau = plateau_update(self.schedule, self.plateau, val_mean)
         best = any(event_kind(e) == "best" for e in events)
         for e in events:
             if event_kind(e) != "best":
@@ -478,7 +537,9 @@ class Trainer:
         if self.is_main:
             with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
                 row = {"step": self.step, "train": train_mean, "val_a": val["a"],
-                       "val_b": val["b"], "gap": val_mean - train_mean}  # fmt: skip
+                       "val_b": val["b"], "gap": val_mean - train_mean,
+                       "lr": lr_at(self.schedule, max(self.step - 1, 0), self.plateau.scale)
+                       * self.lr_scale}  # fmt: skip
                 fh.write(json.dumps(row) + "\n")
         stop = bool(self.cfg.early_stop) and (
             self.step - self.monitor.best_step >= self.cfg.early_stop * self.cfg.val_every
@@ -510,9 +571,11 @@ class Trainer:
             if self.is_main:
                 self.save(best=is_best)
         try:
-            while self.step < cfg.steps:
+            while not self.finished():
                 t_step = time.perf_counter()
                 last = self.train_step()
+                self._pace_budget(start)
+                final = self.finished()
                 rate = faces_per_step / max(time.perf_counter() - t_step, 1e-9)
                 last["samples_per_s"] = rate
                 if self.writer is not None and self.step % cfg.log_every == 0:
@@ -522,14 +585,12 @@ class Trainer:
                 if progress:
                     progress(self.step, last)
                 is_best = early = False
-                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                if self.step % cfg.val_every == 0 or final:
                     val, is_best, early = self._evaluate()
                 # only rank 0 writes previews and checkpoints
-                if self.is_main and (self.step % cfg.preview_every == 0 or self.step == cfg.steps):
+                if self.is_main and (self.step % cfg.preview_every == 0 or final):
                     self._save_preview()
-                if self.is_main and (
-                    self.step % cfg.save_every == 0 or self.step == cfg.steps or is_best
-                ):
+                if self.is_main and (self.step % cfg.save_every == 0 or final or is_best):
                     self.save(best=is_best)
                 if early:
                     stopped = (
