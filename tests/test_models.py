@@ -39,6 +39,9 @@ PARAMS = {  # name: (total, encoder, one decoder)
     "dfl-h128": (107_722_504, 77_018_880, 15_351_812),
     "sae-128": (60_657_288, 17_563_776, 21_546_756),
     "sae-256": (65_408_712, 22_315_200, 21_546_756),
+    # liae: (total, encoder, one intermediate), the decoder checked in its own test
+    "liae-64": (25_002_116, 1_029_248, 10_620_416),
+    "liae-128": (61_673_604, 4_437_888, 13_125_888),
 }
 REAL_SIZE = ("original", "lightweight")  # cheap enough to run at full width on a CPU
 
@@ -75,10 +78,14 @@ def test_preset_sizes_and_shapes(name):
     total, enc, dec = PARAMS[name]
     assert count_parameters(model) == total
     assert count_parameters(model.encoder) == enc
-    assert count_parameters(model.decoder_a) == count_parameters(model.decoder_b) == dec
     r = cfg.resolution
     z = model.encode(torch.empty(2, 3, r, r, device="meta"))
-    assert z.shape == (2, model.spec.latent_ch, r // 8, r // 8)
+    if cfg.arch == "liae":
+        assert count_parameters(model.inter_ab) == count_parameters(model.inter_a) == dec
+        assert z.ndim == 2  # flat features: the intermediates make the codes
+    else:
+        assert count_parameters(model.decoder_a) == count_parameters(model.decoder_b) == dec
+        assert z.shape == (2, model.spec.latent_ch, r // 8, r // 8)
     for side in "ab":
         rgb, mask = model.decode(z, side)
         assert rgb.shape == (2, 3, r, r)
@@ -298,3 +305,43 @@ def test_preset_yaml_files_are_current(tmp_path):
         )
     written = write_preset_yaml(tmp_path)
     assert [p.read_bytes() for p in written] == [p.read_bytes() for p in PRESETS.values()]
+
+
+def test_liae_swap_goes_through_the_shared_code_only():
+    """B's faces and the a2b swap never touch inter_a; A's faces do, and one decoder serves
+    both sides."""
+    torch.manual_seed(0)
+    model = build_model(_narrow(load_preset("liae-64")))
+    assert set(model.parts()) == {"encoder", "inter_ab", "inter_a", "decoder"}
+    x = torch.rand(2, 3, 64, 64)
+    rgb_b, _ = model(x, "b")
+    rgb_b.mean().backward()
+    assert all(p.grad is None for p in model.inter_a.parameters())
+    assert all(p.grad is not None for p in model.inter_ab.parameters())
+    model.zero_grad(set_to_none=True)
+    rgb_a, _ = model(x, "a")
+    rgb_a.mean().backward()
+    assert all(p.grad is not None for p in model.inter_a.parameters())
+    assert not torch.allclose(rgb_a, rgb_b)
+    with pytest.raises(ValueError, match="side"):
+        model.decode(model.encode(x), "c")
+
+
+def test_liae_parts_for_freeze_and_import():
+    from faceswap.train.weight_import import check_freeze, import_weights
+
+    with pytest.raises(ValueError, match="unknown part 'decoder_a'"):
+        check_freeze({"decoder_a": 0}, "liae")
+    check_freeze({"inter_a": 10}, "liae")
+    with pytest.raises(ValueError, match="unknown part 'inter_a'"):
+        check_freeze({"inter_a": 0}, "sae")
+    torch.manual_seed(0)
+    src = build_model(_narrow(load_preset("liae-64")))
+    dst = build_model(_narrow(load_preset("liae-64")))
+    report = import_weights(dst, src.state_dict(), ["encoder", "inter_ab"], "src")
+    assert report.counts()["inter_ab"]["loaded"] == len(list(src.inter_ab.state_dict()))
+    for k, v in src.encoder.state_dict().items():
+        assert torch.equal(dst.encoder.state_dict()[k], v)
+    assert not torch.equal(dst.inter_a.dense_in.weight, src.inter_a.dense_in.weight)
+    with pytest.raises(BadInput, match="no decoder_b"):
+        import_weights(dst, src.state_dict(), ["decoder_b"], "src")

@@ -19,7 +19,7 @@ from faceswap.models import ModelConfig, build_model
 from faceswap.train import checkpoint as ck
 from faceswap.train.trainer import Trainer, open_run
 from faceswap.train.weight_import import (
-    PARTS,
+    DF_PARTS,
     frozen_parts,
     import_weights,
     init_from,
@@ -47,7 +47,7 @@ def test_parse_parts_and_freeze_specs():
         with pytest.raises(BadInput, match=words):
             parse_freeze(bad)
     with pytest.raises(BadInput, match="nothing to train"):
-        tiny_train_config(freeze={p: 10 for p in PARTS})
+        tiny_train_config(freeze={p: 10 for p in DF_PARTS})
 
 
 def test_frozen_parts_is_a_function_of_the_step():
@@ -59,7 +59,7 @@ def test_frozen_parts_is_a_function_of_the_step():
 
 def test_same_model_loads_every_tensor_and_records_lineage(tiny_run):
     model = _model()
-    report, lineage = init_from(model, tiny_run, PARTS)
+    report, lineage = init_from(model, tiny_run, DF_PARTS)
     best = tiny_run / "checkpoints" / "best"
     source = load_file(str(best / "model.safetensors"))
     own = model.state_dict()
@@ -113,12 +113,12 @@ def test_corrupt_or_foreign_checkpoints_are_refused(tiny_run, tmp_path):
     shutil.copytree(tiny_run / "checkpoints" / "best", best)
     (best / "model.safetensors").write_bytes(b"\x00" * 64)
     with pytest.raises(ck.CheckpointError, match="corrupt"):
-        init_from(_model(), best, PARTS)
+        init_from(_model(), best, DF_PARTS)
     (best / "state.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ck.CheckpointError, match="not a faceswap checkpoint"):
-        init_from(_model(), best, PARTS)
+        init_from(_model(), best, DF_PARTS)
     with pytest.raises(ck.CheckpointError, match="no such run"):
-        init_from(_model(), tmp_path / "missing", PARTS)
+        init_from(_model(), tmp_path / "missing", DF_PARTS)
 
 
 def _params(model, part):

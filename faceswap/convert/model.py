@@ -51,7 +51,7 @@ class SwapModel:
 
     @property
     def learns_mask(self) -> bool:
-        return self.model.decoder_a.mask is not None
+        return self.model.learns_mask
 
     @property
     def source_faceset(self) -> str | None:

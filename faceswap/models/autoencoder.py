@@ -58,33 +58,70 @@ class Spec:
         return 2 * self.dense_grid
 
 
-class Encoder(nn.Module):
-    """(B, 3, R, R) in [0, 1] -> latent (B, latent_ch, 2g, 2g)."""
+class FeatureEncoder(nn.Module):
+    """The convolutional half of the encoder: (B, 3, R, R) in [0, 1] -> flat features
+    (B, enc_grid^2 * C), flattened in (H, W, C) order."""
 
-    def __init__(self, spec: Spec, padding: str = "zero", icnr: bool = True) -> None:
+    def __init__(self, spec: Spec, padding: str = "zero") -> None:
         super().__init__()
         self.spec = spec
         widths = (3, *spec.enc)
         self.down = nn.Sequential(
             *(DownBlock(cin, cout, padding) for cin, cout in zip(widths[:-1], widths[1:]))
         )
-        flat_ch = spec.enc[-1]
         self.proj: nn.Module = nn.Identity()
         if spec.proj is not None:
             self.proj = nn.Conv2d(spec.enc[-1], spec.proj, 1)
-            flat_ch = spec.proj
-        self.dense_in = nn.Linear(spec.enc_grid**2 * flat_ch, spec.bottleneck)
-        self.dense_out = nn.Linear(spec.bottleneck, spec.dense_grid**2 * spec.dense_ch)
-        self.upscale = UpscaleBlock(spec.dense_ch, spec.latent_ch, padding, icnr)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def features(self, x: Tensor) -> Tensor:
         # Inputs in [0, 1] are centred to [-1, 1] so the zero padding sits mid-range.
         h = self.proj(self.down(x * 2.0 - 1.0))  # (B, C, g, g)
         # Flatten in (H, W, C) order: a free view for channels_last tensors (and Keras' order).
-        h = self.dense_in(h.permute(0, 2, 3, 1).flatten(1))  # (B, bottleneck)
-        g, c = self.spec.dense_grid, self.spec.dense_ch
-        h = self.dense_out(h).reshape(-1, g, g, c).permute(0, 3, 1, 2)  # (B, dense_ch, g, g)
-        return self.upscale(h)  # (B, latent_ch, 2g, 2g)
+        return h.permute(0, 2, 3, 1).flatten(1)  # (B, g * g * C)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+def flat_features(spec: Spec) -> int:
+    """Length of the FeatureEncoder's output."""
+    return spec.enc_grid**2 * (spec.proj if spec.proj is not None else spec.enc[-1])
+
+
+class Inter(nn.Module):
+    """The dense bottleneck and its return: flat features -> latent (B, latent_ch, 2g, 2g)."""
+
+    def __init__(self, spec: Spec, padding: str = "zero", icnr: bool = True) -> None:
+        super().__init__()
+        self.spec = spec
+        self.dense_in = nn.Linear(flat_features(spec), spec.bottleneck)
+        self.dense_out = nn.Linear(spec.bottleneck, spec.dense_grid**2 * spec.dense_ch)
+        self.upscale = UpscaleBlock(spec.dense_ch, spec.latent_ch, padding, icnr)
+
+    def forward(self, flat: Tensor) -> Tensor:
+        return dense_code(self, flat)
+
+
+def dense_code(m: Inter | Encoder, flat: Tensor) -> Tensor:
+    """flat (B, F) -> Dense(bottleneck) -> Dense(g*g*dense_ch) -> reshape -> upscale:
+    (B, latent_ch, 2g, 2g), through the layers `m` holds."""
+    h = m.dense_in(flat)  # (B, bottleneck)
+    g, c = m.spec.dense_grid, m.spec.dense_ch
+    h = m.dense_out(h).reshape(-1, g, g, c).permute(0, 3, 1, 2)  # (B, dense_ch, g, g)
+    return m.upscale(h)  # (B, latent_ch, 2g, 2g)
+
+
+class Encoder(FeatureEncoder):
+    """(B, 3, R, R) in [0, 1] -> latent (B, latent_ch, 2g, 2g): the convolutional features and
+    one dense bottleneck (Inter's layers, held here so the weights keep their names)."""
+
+    def __init__(self, spec: Spec, padding: str = "zero", icnr: bool = True) -> None:
+        super().__init__(spec, padding)
+        inter = Inter(spec, padding, icnr)
+        self.dense_in, self.dense_out, self.upscale = inter.dense_in, inter.dense_out, inter.upscale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return dense_code(self, self.features(x))
 
 
 class Decoder(nn.Module):
@@ -140,3 +177,7 @@ class Autoencoder(nn.Module):
     def parts(self) -> dict[str, nn.Module]:
         """The named parts that weight import and freezing address."""
         return {"encoder": self.encoder, "decoder_a": self.decoder_a, "decoder_b": self.decoder_b}
+
+    @property
+    def learns_mask(self) -> bool:
+        return self.config.learn_mask

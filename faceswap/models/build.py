@@ -7,6 +7,7 @@ from collections.abc import Callable
 from faceswap.models.autoencoder import Autoencoder, Spec
 from faceswap.models.config import ModelConfig
 from faceswap.models.dfl import h128_spec
+from faceswap.models.liae import LiaeAutoencoder, liae_spec
 from faceswap.models.original import lightweight_spec, original_spec
 from faceswap.models.sae import sae_spec
 
@@ -15,7 +16,9 @@ ARCHS: dict[str, Callable[[ModelConfig], Spec]] = {
     "lightweight": lightweight_spec,
     "dfl-h128": h128_spec,
     "sae": sae_spec,
+    "liae": liae_spec,
 }
+FaceModel = Autoencoder | LiaeAutoencoder
 
 
 def build_spec(cfg: ModelConfig) -> Spec:
@@ -23,6 +26,7 @@ def build_spec(cfg: ModelConfig) -> Spec:
     return ARCHS[cfg.arch](cfg)
 
 
-def build_model(cfg: ModelConfig) -> Autoencoder:
+def build_model(cfg: ModelConfig) -> FaceModel:
     """A freshly initialised autoencoder (on the current default device and dtype)."""
-    return Autoencoder(cfg, build_spec(cfg))
+    cls = LiaeAutoencoder if cfg.arch == "liae" else Autoencoder
+    return cls(cfg, build_spec(cfg))

@@ -12,7 +12,7 @@ from faceswap.config import check, option
 
 # Architecture name -> the only resolutions it accepts. The classic models are defined at one
 # size (their dense layers are sized for that grid); only `sae` scales with the resolution.
-ARCH_NAMES = ("original", "lightweight", "dfl-h128", "sae")
+ARCH_NAMES = ("original", "lightweight", "dfl-h128", "sae", "liae")
 FIXED_RESOLUTION = {"original": 64, "lightweight": 64, "dfl-h128": 128}
 SAE_MIN_RES, SAE_MAX_RES, SAE_RES_STEP = 64, 512, 16
 PADDINGS = ("zero", "reflect")
@@ -22,11 +22,11 @@ PADDINGS = ("zero", "reflect")
 class ModelConfig:
     """Architecture and widths of the shared-encoder, dual-decoder autoencoder."""
 
-    arch: str = option("original", "architecture: original, lightweight, dfl-h128 or sae")
-    resolution: int = option(64, "face side in pixels (fixed per arch; sae: 64..512 step 16)")
-    encoder_dims: int = option(128, "width E of the first encoder conv (E, 2E, 4E, 8E)")
-    decoder_dims: int = option(64, "decoder width D: upscales 4D,2D,D (sae: 8D,4D,2D + res)")
-    bottleneck: int = option(1024, "size of the dense bottleneck, the shared identity-free code")
+    arch: str = option("lightweight", "architecture: original, lightweight, dfl-h128, sae or liae")
+    resolution: int = option(64, "face side in pixels (fixed per arch; sae, liae: 64..512 step 16)")
+    encoder_dims: int = option(64, "width E of the first encoder conv (E, 2E, 4E, 8E)")
+    decoder_dims: int = option(32, "decoder width D: upscales 4D,2D,D (sae: 8D,4D,2D + res)")
+    bottleneck: int = option(512, "size of the dense bottleneck, the shared identity-free code")
     learn_mask: bool = option(True, "decoders also output a 1-channel face mask")
     padding: str = option("zero", "conv padding: zero or reflect")
     icnr: bool = option(True, "ICNR init of pixel-shuffle convs (no checkerboard at start)")
@@ -47,7 +47,7 @@ class ModelConfig:
             check(
                 SAE_MIN_RES <= self.resolution <= SAE_MAX_RES
                 and self.resolution % SAE_RES_STEP == 0,
-                f"sae resolution must be a multiple of {SAE_RES_STEP} between {SAE_MIN_RES} "
+                f"{self.arch} resolution must be a multiple of {SAE_RES_STEP} between {SAE_MIN_RES} "
                 f"and {SAE_MAX_RES}, not {self.resolution}",
             )
         check(8 <= self.encoder_dims <= 1024, "encoder_dims must be between 8 and 1024")

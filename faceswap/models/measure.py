@@ -8,6 +8,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from faceswap.models.autoencoder import Autoencoder
 from faceswap.models.build import build_model
+from faceswap.models.liae import LiaeAutoencoder
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -24,7 +25,7 @@ def flops_per_sample(model: nn.Module, resolution: int | None = None) -> dict[st
     is computed or allocated; any other module runs for real where its parameters live.
     """
     batch = 2
-    if isinstance(model, Autoencoder):
+    if isinstance(model, (Autoencoder, LiaeAutoencoder)):
         res = resolution or model.config.resolution
         with torch.device("meta"):
             net: nn.Module = build_model(model.config)

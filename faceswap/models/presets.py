@@ -34,7 +34,22 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
                 "bottleneck": 256},
     "sae-256": {"arch": "sae", "resolution": 256, "encoder_dims": 64, "decoder_dims": 64,
                 "bottleneck": 512},
+    # DeepFaceLab's LIAE: lightweight's widths at 64 px (CPU), SAE's at 128 px (GPU).
+    "liae-64": {"arch": "liae", "resolution": 64, "encoder_dims": 64, "decoder_dims": 32,
+                "bottleneck": 512},
+    "liae-128": {"arch": "liae", "resolution": 128, "encoder_dims": 64, "decoder_dims": 64,
+                 "bottleneck": 256},
 }  # fmt: skip
+
+# The model `faceswap train` builds when none is named: what trains best in an hour on the
+# device (docs/quality.md has the measurements behind the CPU choice).
+DEFAULT_PRESET = {"cpu": "lightweight", "cuda": "sae-128"}
+
+
+def default_preset(device_type: str) -> str:
+    """The preset a run on this device type ("cpu", "cuda") gets by default."""
+    return DEFAULT_PRESET.get(device_type, DEFAULT_PRESET["cpu"])
+
 
 # Where the generated copies live in a source checkout (absent in an installed package).
 PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "models"

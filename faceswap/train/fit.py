@@ -35,10 +35,10 @@ from faceswap.train.config import TrainConfig
 from faceswap.train.schedules import ScheduleConfig
 from faceswap.train.trainer import Trainer, open_run
 from faceswap.train.weight_import import (
-    PARTS,
     ImportReport,
     check_freeze,
     import_weights,
+    model_parts,
     run_of,
 )
 
@@ -70,7 +70,7 @@ class FitConfig:
         check(0.0 <= self.warmup < 1.0, "warmup must be in [0, 1)")
         check(0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio must be between 0 and 1")
         check(self.evaluations >= 1, "evaluations must be >= 1")
-        check_freeze(self.freeze)
+        check_freeze(self.freeze)  # the source's arch is checked when the fit is planned
 
 
 def fit_train_config(src: TrainConfig, fit: FitConfig) -> TrainConfig:
@@ -181,7 +181,11 @@ def plan_fit(
     cfg = fit_train_config(src_cfg, fit)
     if device is not None:
         cfg.device = device
-    parts = tuple(p for p in PARTS if not (fit.reset_decoder and p == f"decoder_{side}"))
+    if fit.reset_decoder and cfg.model.arch == "liae":
+        raise BadInput("--reset-decoder: a liae model has one decoder for both identities; "
+                       "fit it without the flag")  # fmt: skip
+    parts = tuple(p for p in model_parts(cfg.model.arch)
+                  if not (fit.reset_decoder and p == f"decoder_{side}"))  # fmt: skip
     lineage = {
         "kind": "fit",
         "source_run": str(run_of(path)),

@@ -32,8 +32,17 @@ from faceswap.train import checkpoint as ck
 
 log = logging.getLogger(__name__)
 
-# The parts of Autoencoder.parts(): what --load, --freeze and --reset-decoder address.
-PARTS = ("encoder", "decoder_a", "decoder_b")
+# The parts of a model's parts(): what --load, --freeze and --reset-decoder address. The df
+# layout (original, lightweight, dfl-h128, sae) has a decoder per identity; LIAE one decoder
+# and two intermediates (see faceswap/models/liae.py).
+DF_PARTS = ("encoder", "decoder_a", "decoder_b")
+LIAE_PARTS = ("encoder", "inter_ab", "inter_a", "decoder")
+PARTS = DF_PARTS + LIAE_PARTS[1:]  # every name, in a fixed order
+
+
+def model_parts(arch: str) -> tuple[str, ...]:
+    """The parts a model of this architecture has."""
+    return LIAE_PARTS if arch == "liae" else DF_PARTS
 
 
 def part_of(name: str) -> str:
@@ -88,14 +97,16 @@ def parse_freeze(text: str, option: str = "--freeze") -> dict[str, int]:
     return out
 
 
-def check_freeze(freeze: Mapping[str, int]) -> None:
-    """ValueError unless `freeze` maps known parts to steps >= 0 and leaves a part to train."""
+def check_freeze(freeze: Mapping[str, int], arch: str | None = None) -> None:
+    """ValueError unless `freeze` maps parts (of `arch`'s models, when given) to steps >= 0
+    and leaves a part to train."""
+    valid = PARTS if arch is None else model_parts(arch)
     for part, steps in freeze.items():
-        if part not in PARTS:
-            raise ValueError(f"freeze: unknown part {part!r} (valid parts: {', '.join(PARTS)})")
+        if part not in valid:
+            raise ValueError(f"freeze: unknown part {part!r} (valid parts: {', '.join(valid)})")
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ValueError(f"freeze: {part} must map to steps >= 0 (0 = the whole run)")
-    if set(freeze) == set(PARTS):
+    if set(valid) <= set(freeze):
         raise ValueError("freeze: every part frozen at step 0 leaves nothing to train")
 
 
@@ -172,6 +183,11 @@ def import_weights(
     """Copy into `model` every tensor of `parts` whose name and shape match one in `tensors`.
     Raises BadInput when nothing at all matches; logs a warning listing a partial load."""
     parts = [_check_part(p, "--load") for p in parts]
+    own_parts = model.parts() if hasattr(model, "parts") else {}
+    lacking = [p for p in parts if own_parts and p not in own_parts]
+    if lacking:
+        raise BadInput(f"--load: this model has no {', '.join(lacking)} (its parts: "
+                       f"{', '.join(own_parts)})")  # fmt: skip
     report = ImportReport(source=source, parts=parts)
     own = model.state_dict()
     for name, dst in own.items():
