@@ -43,18 +43,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
 CLIPS = REPO.parent / "shared" / "data" / "clips"
 PAIRS = {
     "d9-face2": ("liveportrait_d9.mp4", "retalking_face2_man.mp4"),
     "d9-d6": ("liveportrait_d9.mp4", "liveportrait_d6.mp4"),
 }
-JUDGE_FRAMES = 120  # frames judged per clip (evenly spaced); flicker uses every frame
-REF_FRAMES = 40  # B's real frames for the detail reference
-
 log = logging.getLogger("bench_quality")
 
 
@@ -71,137 +65,6 @@ def extract(clip: Path, work: Path) -> Path:
     subprocess.run([sys.executable, "-m", "faceswap", "extract", str(clip), "-o", str(out)],
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
     return out
-
-
-def read_video(path: Path) -> list[np.ndarray]:
-    """Every frame as uint8 RGB."""
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
-
-
-class Judge:
-    """dlib on whole frames: the face found near an expected box, its landmarks, pose and
-    embedding (the same tools extract uses, never the ones training sees)."""
-
-    def __init__(self) -> None:
-        from faceswap.extract.aligners import DlibAligner
-        from faceswap.extract.detectors import DlibHogDetector
-        from faceswap.extract.identity import DlibEmbedder
-
-        self.detector, self.aligner, self.embedder = (
-            DlibHogDetector(upsample=0), DlibAligner(), DlibEmbedder()
-        )  # fmt: skip
-
-    def face(self, frame: np.ndarray, near: np.ndarray, embed: bool) -> dict[str, Any] | None:
-        from faceswap.extract.finder import iou
-        from faceswap.extract.quality import head_pose
-
-        x0, y0 = near.min(0)
-        x1, y1 = near.max(0)
-        box = np.array([x0, y0, x1, y1])
-        dets = [d for d in self.detector.detect([frame])[0] if iou(d.box, box) > 0.3]
-        if not dets:
-            return None
-        lm = self.aligner.landmarks(frame, [dets[0].box])[0]
-        out = {"landmarks": lm, "pose": np.array(head_pose(lm, frame.shape[:2]))}
-        if embed:
-            out["embedding"] = self.embedder.embed(frame, lm)
-        return out
-
-
-def references(fs_a, fs_b, clip_b: Path) -> dict[str, Any]:
-    """A's and B's centroids, B's spread and B's real-face detail."""
-    from faceswap.evaluate import swap_quality as sq
-    from faceswap.evaluate.identity import centroid
-
-    def embs(fs):
-        return np.array([f.embedding for f in fs.faces if f.embedding is not None], np.float64)
-
-    ea, eb = embs(fs_a), embs(fs_b)
-    ca, cb = centroid(ea), centroid(eb)
-    frames_b = read_video(clip_b)
-    by_frame = {f.frame: f for f in fs_b.faces}
-    picks = sorted(by_frame)[:: max(1, len(by_frame) // REF_FRAMES)]
-    detail = [sq.detail_energy(frames_b[i], by_frame[i].landmarks_array()) for i in picks]
-    return {"centroid_a": ca, "centroid_b": cb, "spread_b": sq.spread(eb, cb),
-            "detail_b": float(np.median(detail)), "gap_ab": float(np.linalg.norm(ca - cb))}  # fmt: skip
-
-
-def analyse_original(frames: list[np.ndarray], fs_a, judge: Judge) -> dict[int, dict]:
-    """dlib on the original frames that are judged (the same for every mark)."""
-    by_frame = {f.frame: f for f in fs_a.faces}
-    judged = sorted(by_frame)[:: max(1, len(by_frame) // JUDGE_FRAMES)]
-    out = {}
-    for i in judged:
-        if i < len(frames):
-            got = judge.face(frames[i], by_frame[i].landmarks_array(), embed=False)
-            if got is not None:
-                out[i] = got
-    return out
-
-
-def judge_clip(out_frames, orig_frames, fs_a, orig: dict[int, dict], refs, judge) -> dict:
-    from faceswap.evaluate import swap_quality as sq
-
-    by_frame = {f.frame: f for f in fs_a.faces}
-    n = min(len(out_frames), len(orig_frames))
-    emb, pose_o, pose_s, mouth_o, mouth_s, seams = [], [], [], [], [], []
-    detail: dict[int, float] = {}
-    found = 0
-    for i, o in orig.items():
-        got = judge.face(out_frames[i], o["landmarks"], embed=True)
-        lm = o["landmarks"]
-        iod = sq.interocular(lm)
-        d = sq.detail_energy(out_frames[i], lm)
-        region = sq.changed_region(out_frames[i], orig_frames[i])
-        s = sq.seam_step(out_frames[i], orig_frames[i], region, iod)
-        if s is not None:
-            seams.append(s)
-        if got is None:
-            detail[-1 - i] = d
-            continue
-        detail[len(emb)] = d
-        found += 1
-        emb.append(got["embedding"])
-        pose_o.append(o["pose"])
-        pose_s.append(got["pose"])
-        mouth_o.append(sq.mouth_opening(lm)[0])
-        mouth_s.append(sq.mouth_opening(got["landmarks"])[0])
-    change_out = change_orig = 0.0
-    for i in range(n - 1):
-        f = by_frame.get(i)
-        if f is None or (i + 1) not in by_frame:
-            continue
-        region = sq.face_region(f.landmarks_array(), orig_frames[i].shape[:2])
-        change_out += sq.frame_change(out_frames[i], out_frames[i + 1], region)
-        change_orig += sq.frame_change(orig_frames[i], orig_frames[i + 1], region)
-    ident = sq.verify_identity(np.array(emb), refs["centroid_a"], refs["centroid_b"],
-                               refs["spread_b"])  # fmt: skip
-    # Detail counts only on frames dlib verifies as B: a convert that pasted nothing (or a
-    # face still A's) would otherwise score the original's full detail.
-    verified = sq.verified_mask(np.array(emb), refs["centroid_a"], refs["centroid_b"])
-    detail_b = [d for k, d in detail.items() if k >= 0 and verified[k]]
-    return {
-        "frames_judged": len(orig),
-        "found": found / max(len(orig), 1),
-        "verified_b": ident["verified_b"],
-        "within_spread_b": ident["within_spread_b"],
-        "dist_a": ident["dist_a"],
-        "dist_b": ident["dist_b"],
-        "pose": sq.pose_difference(np.array(pose_o), np.array(pose_s)),
-        "mouth_corr": sq.correlation(mouth_o, mouth_s),
-        "detail": float(np.median(detail_b)) / refs["detail_b"] if detail_b else 0.0,
-        "detail_all": float(np.median(list(detail.values()))) / refs["detail_b"],
-        "seam": float(np.median(seams)) if seams else None,
-        "flicker": change_out / change_orig if change_orig > 0 else None,
-    }
 
 
 # ---- training and conversion -----------------------------------------------------------------
@@ -294,16 +157,15 @@ def train_config(path: str | None, overrides: list[str]):
     return from_dict(TrainConfig, data, path or "bench defaults")
 
 
-def run_pair(name: str, args, judge: Judge) -> list[dict]:
+def run_pair(name: str, args, judge) -> list[dict]:
     from faceswap import faceset as fsmod
+    from faceswap.evaluate.clip_quality import judge_video, references
 
     clip_a, clip_b = (CLIPS / c for c in PAIRS[name])
     work = Path(args.work)
     fa, fb = extract(clip_a, work), extract(clip_b, work)
     fs_a, fs_b = fsmod.load(fa), fsmod.load(fb)
-    refs = references(fs_a, fs_b, clip_b)
-    orig_frames = read_video(clip_a)
-    orig = analyse_original(orig_frames, fs_a, judge)
+    refs = references(fs_a, fs_b, str(clip_b))
     cfg = train_config(args.config, args.set)
     cfg.seed = args.seed
     run = work / "runs" / f"{name}-{args.from_run or args.tag}-s{args.seed}"
@@ -320,11 +182,10 @@ def run_pair(name: str, args, judge: Judge) -> list[dict]:
         m = marks[mark]
         out = convert_at(clip_a, m["checkpoint"], fa, work / "out" / f"{run.name}-{int(mark)}.mp4",
                          convert_cfg)  # fmt: skip
-        res = judge_clip(read_video(out), orig_frames, fs_a, orig, refs, judge)
+        res = judge_video(str(out), str(clip_a), fs_a, refs, judge)
         rows.append({"pair": name, "tag": args.tag, "seed": args.seed, "mark_s": mark,
                      "step": m["step"], "train_loss": m["loss"], **res, "video": str(out),
-                     "model": f"{cfg.model.arch} {cfg.model.resolution}px",
-                     "gap_ab": refs["gap_ab"]})  # fmt: skip
+                     "model": f"{cfg.model.arch} {cfg.model.resolution}px"})  # fmt: skip
         print_row(rows[-1])
     return rows
 
@@ -388,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
-    judge = Judge()
+    from faceswap.evaluate.clip_quality import FrameJudge
+
+    judge = FrameJudge()
     for p in pairs:
         rows = run_pair(p, args, judge)
         if args.json:

@@ -141,3 +141,37 @@ def test_pose_difference_and_frame_change():
     region = np.zeros((20, 20), bool)
     region[5:10, 5:10] = True
     assert sq.frame_change(f0, f1, region) == pytest.approx(30.0)
+
+
+def test_judging_an_unswapped_clip(astronaut_clip, extracted):
+    """The source clip judged as its own 'swap': every face found, none verified as another
+    person, no seam (nothing changed), flicker 1, no pose error, full detail of its own."""
+    from faceswap import faceset as fsmod
+    from faceswap.evaluate.clip_quality import judge_video, references
+
+    fs = fsmod.load(extracted[0])
+    refs = references(fs, fs)
+    refs["centroid_b"] = refs["centroid_a"] + 0.5  # someone else, far away
+    q = judge_video(str(astronaut_clip[0]), str(astronaut_clip[0]), fs, refs, frames=12)
+    assert q["frames_judged"] >= 10 and q["found"] == 1.0
+    assert q["verified_b"] == 0.0 and q["detail"] == 0.0  # detail counts only verified frames
+    assert q["seam"] is None and q["flicker"] == pytest.approx(1.0)
+    assert max(q["pose"].values()) < 0.5
+    assert q["detail_all"] > 0.5
+
+
+def test_evaluate_swap_video_bad_input(tiny_run, faceset_pair, astronaut_clip, tmp_path, capsys):
+    from faceswap.cli import main
+
+    base = ["evaluate", "-m", str(tiny_run), "-A", str(faceset_pair[0]), "-B",
+            str(faceset_pair[1]), "--no-tensorboard"]  # fmt: skip
+    clip = str(astronaut_clip[0])
+    result = tiny_run / "evaluation.json"
+    before = result.read_bytes() if result.exists() else None
+    for extra, words in ((["--swap-video", clip], "go together"),
+                         (["--swap-video", str(tmp_path / "no.mp4"), "--source-video", clip],
+                          "no such video")):  # fmt: skip
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1
+    assert (result.read_bytes() if result.exists() else None) == before  # nothing written

@@ -19,6 +19,10 @@ EVALUATE_EXAMPLES = """examples:
   faceswap extract swap.mp4 -o faces/swap && faceswap extract clip.mp4 -o faces/clip
   faceswap evaluate -m runs/ab -A faces/alice -B faces/bob --clip faces/swap --clip-source faces/clip
       (temporal stability: landmark jitter of the converted clip against the source clip)
+  faceswap evaluate -m runs/ab -A faces/alice -B faces/bob --swap-video swap.mp4 \
+      --source-video alice.mp4
+      (the swap-quality figures of docs/quality.md: verified as B, pose, mouth, detail, seam,
+      flicker, found; -A, or --clip-source, must be the face set of the source video)
 
 Writes RUN/evaluation.json (latest), adds a line to RUN/evaluations.jsonl and writes the
 numbers as TensorBoard scalars eval/* at the checkpoint's step (tensorboard --logdir RUN/logs).
@@ -43,6 +47,10 @@ def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", metavar="FACESET", help="face set extracted from a converted video")
     p.add_argument("--clip-source", metavar="FACESET",
                    help="face set of the source clip's same frames (default: -A)")  # fmt: skip
+    p.add_argument("--swap-video", metavar="VIDEO",
+                   help="a converted video: judge it frame by frame (docs/quality.md)")  # fmt: skip
+    p.add_argument("--source-video", metavar="VIDEO",
+                   help="the video --swap-video was converted from")  # fmt: skip
     p.add_argument("--other", action="append", default=[], metavar="FACESET",
                    help="another identity for retrieval (repeatable)")  # fmt: skip
     p.add_argument("--checkpoint", help="best (default), latest, or a checkpoint folder")
@@ -85,8 +93,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise BadInput(f"-m {run}: not a faceswap run folder (no config.yaml)")
     fs_a, fs_b = _load(args.faceset_a, "-A"), _load(args.faceset_b, "-B")
     clip, src = _load(args.clip, "--clip"), _load(args.clip_source, "--clip-source")
-    if src is not None and clip is None:
-        raise BadInput("--clip-source needs --clip")
+    if src is not None and clip is None and args.swap_video is None:
+        raise BadInput("--clip-source needs --clip or --swap-video")
+    for flag, path in (("--swap-video", args.swap_video), ("--source-video", args.source_video)):
+        if path is not None and not Path(path).is_file():
+            raise BadInput(f"{flag} {path}: no such video file")
+    if (args.swap_video is None) != (args.source_video is None):
+        raise BadInput("--swap-video and --source-video go together (the swap and its source)")
     others = {}
     for i, path in enumerate(args.other):
         others[f"other{i + 1}"] = _load(path, "--other")
@@ -101,15 +114,50 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                               progress=progress)  # fmt: skip
     finally:
         bar.close()
+    if args.swap_video is not None:
+        result["swap_quality"] = _swap_quality(args, src or fs_a, fs_a, fs_b)
     save(run, result, tensorboard=cfg.tensorboard)
 
     def human() -> None:
         _print_evaluation(result)
+        if "swap_quality" in result:
+            _print_swap_quality(result["swap_quality"])
         print(f"  written to {run / 'evaluation.json'}"
               + (f"; tensorboard --logdir {run / 'logs'}" if cfg.tensorboard else ""))  # fmt: skip
 
     emit(args, result, human)
     return 0
+
+
+def _swap_quality(args: argparse.Namespace, fs_source, fs_a, fs_b) -> dict[str, Any]:
+    from faceswap.evaluate.clip_quality import JUDGE_FRAMES, judge_video, references
+
+    try:
+        refs = references(fs_a, fs_b)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    bar = progress_bar(JUDGE_FRAMES, "judge", unit="frame")
+    try:
+        out = judge_video(args.swap_video, args.source_video, fs_source, refs,
+                          tick=lambda: bar.update(1))  # fmt: skip
+    finally:
+        bar.close()
+    if not out["frames_judged"]:
+        raise BadInput(f"--swap-video {args.swap_video}: no frame has a face of "
+                       f"{fs_source.root} (is it the face set of --source-video?)")  # fmt: skip
+    return out
+
+
+def _print_swap_quality(q: dict[str, Any]) -> None:
+    p = q["pose"]
+    pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+    print(f"  swap quality ({q['frames_judged']} frames; docs/quality.md): verified as B "
+          f"{pct(q['verified_b'])} (within B's spread {pct(q['within_spread_b'])}), "
+          f"distance A {_num(q['dist_a'], '.2f')} B {_num(q['dist_b'], '.2f')}")  # fmt: skip
+    print(f"    pose error yaw/pitch/roll {_num(p['yaw'], '.1f')}/{_num(p['pitch'], '.1f')}/"
+          f"{_num(p['roll'], '.1f')} deg, mouth corr {_num(q['mouth_corr'], '.2f')}, detail "
+          f"{_num(q['detail'], '.2f')} of B's, seam {_num(q['seam'], '.2f')}, flicker "
+          f"{_num(q['flicker'], '.2f')}, face found {pct(q['found'])}")  # fmt: skip
 
 
 def _num(v: Any, fmt: str = ".3f") -> str:
