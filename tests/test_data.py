@@ -377,3 +377,15 @@ def test_benchmark_functions_report_a_rate(faces):
     ds = FaceDataset(faces, _all(faces), 32, AugmentConfig(), seed=0)
     assert loader_throughput(ds, 8, seconds=0.1) > 0
     assert gpu_augment_throughput(32, 8, seconds=0.1) > 0
+
+
+def test_warps_end_at_warp_until():
+    from faceswap.data.augment import AugmentConfig
+
+    cfg = AugmentConfig(warp_until=0.75)
+    assert cfg.at(0.0) is cfg and cfg.at(0.74) is cfg
+    late = cfg.at(0.75)
+    assert not late.has_warp and late.rotation == cfg.rotation and late.color == cfg.color
+    assert AugmentConfig().at(1.0).has_warp  # 1 = always on
+    with pytest.raises(ValueError, match="warp_until"):
+        AugmentConfig(warp_until=1.5)

@@ -233,3 +233,21 @@ def _yaml(tmp_path: Path, **over) -> str:
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump({**TINY, **over}))
     return str(path)
+
+
+def test_warps_stop_at_warp_until_and_resume_the_same(faceset_pair, tmp_path):
+    aug = {**TINY.get("augment", {}), "warp_until": 0.25}  # tiny schedule: 12 steps -> step 3
+    straight = _trainer(faceset_pair, tmp_path / "straight", steps=6, augment=aug)
+    straight.train(tensorboard=False)
+    assert not straight.train_sets["a"].augment.random_warp
+    first = _trainer(faceset_pair, tmp_path / "split", steps=2, augment=aug)
+    first.train(tensorboard=False)
+    assert first.train_sets["a"].augment.random_warp  # not there yet
+    cfg = open_run(tmp_path / "split", _cfg(steps=6, augment=aug), resume=True)
+    resumed = Trainer(cfg, fsmod.load(faceset_pair[0]), fsmod.load(faceset_pair[1]),
+                      tmp_path / "split")  # fmt: skip
+    resumed.restore(ck.latest_checkpoint(tmp_path / "split"))
+    resumed.train(tensorboard=False)
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -9,6 +9,7 @@ at pixel centres.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -49,6 +50,11 @@ class AugmentConfig:
     flip: float = option(0.5, "probability of a horizontal flip (input and target alike)")
     color: float = option(0.1, "brightness/contrast/saturation/hue jitter strength, 0 = off")
     lighting: float = option(0.1, "low-frequency lighting gradient strength, 0 = off")
+    warp_until: float = option(
+        1.0,
+        "share of the run after which the input warps stop (DeepFaceLab turns them off to "
+        "sharpen a converged model); 1 = always on",
+    )
 
     def __post_init__(self) -> None:
         check(0.0 <= self.warp_scale <= 0.2, "warp_scale must be between 0 and 0.2")
@@ -58,10 +64,18 @@ class AugmentConfig:
         check(0.0 <= self.flip <= 1.0, "flip must be a probability in [0, 1]")
         check(0.0 <= self.color <= 1.0, "color must be between 0 and 1")
         check(0.0 <= self.lighting <= 1.0, "lighting must be between 0 and 1")
+        check(0.0 <= self.warp_until <= 1.0, "warp_until must be between 0 and 1")
 
     @property
     def has_geometry(self) -> bool:
         return self.rotation > 0 or self.zoom > 0 or self.shift > 0 or self.flip > 0
+
+    def at(self, progress: float) -> AugmentConfig:
+        """The augmentation at this share of the run: without the warps from warp_until on.
+        Pure, so a resumed run augments as the uninterrupted one did."""
+        if progress < self.warp_until or self.warp_until >= 1.0 or not self.has_warp:
+            return self
+        return dataclasses.replace(self, random_warp=False, warp_to_landmarks=False)
 
     @property
     def has_warp(self) -> bool:

@@ -284,6 +284,17 @@ class Trainer:
                                   spent=float(saved["spent"]))  # fmt: skip
         self.estimates = int(saved.get("estimates", 0))
 
+    def _apply_augment(self) -> None:
+        """The augmentation for this share of the run (the warps end at augment.warp_until);
+        like the LR, a function of the step, so a resume augments as the run did."""
+        aug = self.cfg.augment.at(self.step / self.schedule.total_steps)
+        for side, ds in self.train_sets.items():
+            if ds.augment != aug:
+                ds.augment = aug
+                self.streams[side].close()  # loader workers hold a copy of the data set
+                if side == "a":
+                    log.info("step %d: input warps off (augment.warp_until)", self.step)
+
     def _pace_budget(self, start: int) -> None:
         """Measure the pace and lay the schedule over the steps the budget holds: after the
         first CALIBRATE steps, and again at RE_ESTIMATE of the budget (with validation and
@@ -409,6 +420,7 @@ class Trainer:
         if lr is None:
             lr = lr_at(self.schedule, self.step, self.plateau.scale) * self.lr_scale
         self._apply_freeze()
+        self._apply_augment()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         a = self._prep(next(self.streams["a"]))
