@@ -389,3 +389,32 @@ def test_warps_end_at_warp_until():
     assert AugmentConfig().at(1.0).has_warp  # 1 = always on
     with pytest.raises(ValueError, match="warp_until"):
         AugmentConfig(warp_until=1.5)
+
+
+def test_yaw_balanced_stream_draws_rare_poses_as_often(tmp_path):
+    from faceswap.data.loader import REPEAT_KEY, BatchStream, balance_weights, repeats
+
+    yaw = np.array([0.0] * 90 + [35.0] * 10)  # a talking head: 90 frontal, 10 turned
+    w = balance_weights(yaw)
+    assert w[0] == pytest.approx(1 / 90) and w[-1] == pytest.approx(1 / 10)
+
+    class Items:  # the stream only needs the length and item access by key
+        def __len__(self):
+            return 100
+
+        def __getitem__(self, key):
+            return {"key": torch.tensor(key)}
+
+    stream = BatchStream(Items(), 50, seed=0, weights=w)
+    keys = [tuple(k) for _ in range(40) for k in next(stream)["key"].tolist()]
+    turned = sum(1 for i, _ in keys if i >= 90) / len(keys)
+    assert 0.4 < turned < 0.6  # half the draws, against 10% unbalanced
+    assert len(set(keys)) == len(keys)  # a repeat gets its own augmentation key
+    assert all(e // REPEAT_KEY < 40 for _, e in keys)
+    assert repeats(np.array([3, 1, 3, 3, 1])).tolist() == [0, 0, 1, 2, 1]
+    # a pure function of the seed and the position: a resumed stream draws the same
+    again = BatchStream(Items(), 50, seed=0, weights=w)
+    again.load_state_dict({"epoch": 0, "position": 0})
+    assert [tuple(k) for k in next(again)["key"].tolist()] == keys[:50]
+    with pytest.raises(ValueError, match="weights"):
+        BatchStream(Items(), 50, seed=0, weights=w[:10])

@@ -251,3 +251,9 @@ def test_warps_stop_at_warp_until_and_resume_the_same(faceset_pair, tmp_path):
     a, b = straight.model.state_dict(), resumed.model.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_yaw_balanced_training_runs(faceset_pair, tmp_path):
+    t = _trainer(faceset_pair, tmp_path / "run", steps=2, balance_yaw=True)
+    assert t.streams["a"].weights is not None and t.streams["b"].weights is not None
+    assert t.train(tensorboard=False).step == 2

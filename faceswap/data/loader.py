@@ -61,6 +61,29 @@ class _Plan:
             yield self.stream.local(keys)
 
 
+REPEAT_KEY = 1_000_003  # weighted draws: key epoch * REPEAT_KEY + repeat, apart from every epoch
+
+
+def repeats(order: np.ndarray) -> np.ndarray:
+    """(N,) for each position, how many times its item came before it in `order`."""
+    idx = np.argsort(order, kind="stable")
+    ranked = order[idx]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    out = np.empty(len(order), np.int64)
+    out[idx] = np.arange(len(order)) - first
+    return out
+
+
+def balance_weights(angles: np.ndarray, bin_deg: float = 10.0) -> np.ndarray:
+    """(N,) sampling weights that make each `bin_deg` bin of `angles` (degrees) equally likely:
+    a face's weight is one over its bin's count. Rare head turns are drawn as often as the
+    frontal faces that fill a talking-head clip."""
+    bins = np.floor(np.asarray(angles, np.float64) / bin_deg).astype(np.int64)
+    _, inverse, counts = np.unique(bins, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
 class BatchStream:
     """Infinite batches of `dataset`, resumable with state_dict / load_state_dict.
 
@@ -87,6 +110,7 @@ class BatchStream:
         device: str | torch.device = "cpu",
         rank: int = 0,
         world_size: int = 1,
+        weights: np.ndarray | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, not {batch_size}")
@@ -109,17 +133,28 @@ class BatchStream:
         self.device = torch.device(device)
         self.epoch = 0
         self.position = 0
+        # per-item sampling weights (None: each item once an epoch, in a random order)
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if self.weights is not None and (
+            len(self.weights) != len(dataset) or not bool((self.weights > 0).all())
+        ):
+            raise ValueError("weights must be one positive number per item")
         self._orders: OrderedDict[int, np.ndarray] = OrderedDict()
         self._loader: DataLoader | None = None
         self._it: Any = None
 
     # ---- order -------------------------------------------------------------------------
     def order(self, epoch: int) -> np.ndarray:
-        """The permutation of dataset items for `epoch` (a pure function of seed and epoch)."""
+        """The items of `epoch` (a pure function of seed and epoch): a permutation, or with
+        weights, len(dataset) draws in proportion to them (an item can come several times)."""
         perm = self._orders.get(epoch)
         if perm is None:
             g = torch.Generator().manual_seed(mix_seed(self.seed, epoch, "order"))
-            perm = torch.randperm(len(self.dataset), generator=g).numpy()
+            if self.weights is None:
+                perm = torch.randperm(len(self.dataset), generator=g).numpy()
+            else:
+                perm = torch.multinomial(self.weights, len(self.dataset), replacement=True,
+                                         generator=g).numpy()  # fmt: skip
             self._orders[epoch] = perm
             while len(self._orders) > 4:
                 self._orders.popitem(last=False)
@@ -132,7 +167,12 @@ class BatchStream:
         while len(keys) < self.global_batch:
             perm = self.order(epoch)
             take = min(self.global_batch - len(keys), n - pos)
-            keys.extend((int(i), epoch) for i in perm[pos : pos + take])
+            if self.weights is None:
+                keys.extend((int(i), epoch) for i in perm[pos : pos + take])
+            else:  # a repeat of an item in one epoch gets its own augmentation
+                rep = repeats(perm)[pos : pos + take]
+                keys.extend((int(i), epoch * REPEAT_KEY + int(r))
+                            for i, r in zip(perm[pos : pos + take], rep))  # fmt: skip
             pos += take
             if pos >= n:
                 epoch, pos = epoch + 1, 0

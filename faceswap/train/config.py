@@ -37,6 +37,11 @@ class TrainConfig:
     batch_size: int = option(16, "faces per side per step")
     seed: int = option(0, "seed of the split, data order, augmentation and init")
     val_fraction: float = option(0.05, "share of each face set held out for validation")
+    balance_yaw: bool = option(
+        False,
+        "draw training faces evenly over 10-degree yaw bins (rare head turns as often "
+        "as frontal faces)",
+    )
     val_every: int = option(250, "steps between validation runs")
     val_batches: int = option(4, "batches per side per validation run (0 = all)")
     overfit_evals: int = option(3, "warn when validation rises this many evaluations in a row")

@@ -36,6 +36,7 @@ from faceswap import __version__
 from faceswap import faceset as fsmod
 from faceswap.config import from_dict, to_dict
 from faceswap.data import BatchStream, FaceDataset, leak_report, split_train_val
+from faceswap.data.loader import balance_weights
 from faceswap.errors import BadInput
 from faceswap.models import Autoencoder, build_model, count_parameters, flops_per_sample
 from faceswap.train import checkpoint as ck
@@ -172,10 +173,13 @@ class Trainer:
                 )
             self.train_sets[side] = FaceDataset(fs, train_idx, res, cfg.augment, cfg.seed)
             self.val_sets[side] = FaceDataset(fs, val_idx, res, None, cfg.seed)
+            weights = None
+            if cfg.balance_yaw:
+                weights = balance_weights(np.array([fs.faces[i].yaw for i in train_idx]))
             self.streams[side] = BatchStream(
                 self.train_sets[side], cfg.batch_size, seed=cfg.seed + (0 if side == "a" else 1),
                 num_workers=cfg.num_workers, device_augment=on_gpu, device=self.device,
-                rank=dist.rank, world_size=dist.world_size,
+                rank=dist.rank, world_size=dist.world_size, weights=weights,
             )  # fmt: skip
 
         self.model: Autoencoder = build_model(cfg.model).to(self.device)
