@@ -18,6 +18,7 @@ from faceswap.cli.common import Command, Parser
 from faceswap.cli.convert import CONVERT
 from faceswap.cli.demo import DEMO
 from faceswap.cli.evaluate import EVALUATE, REPORT
+from faceswap.cli.export import EXPORT
 from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
 from faceswap.cli.fit import FIT
@@ -36,6 +37,7 @@ COMMANDS: dict[str, Command] = {
     "report": REPORT,
     "demo": DEMO,
     "weights": WEIGHTS,
+    "export": EXPORT,
 }
 
 
