@@ -22,6 +22,7 @@ from faceswap.cli.export import EXPORT
 from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
 from faceswap.cli.fit import FIT
+from faceswap.cli.live import LIVE
 from faceswap.cli.train import LR_FIND, TRAIN
 from faceswap.cli.weights import WEIGHTS
 from faceswap.errors import BadInput
@@ -38,6 +39,7 @@ COMMANDS: dict[str, Command] = {
     "demo": DEMO,
     "weights": WEIGHTS,
     "export": EXPORT,
+    "live": LIVE,
 }
 
 
