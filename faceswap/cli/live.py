@@ -138,8 +138,10 @@ def _run(args: argparse.Namespace) -> int:
               + (f", skipped {s.frames_skipped} (reader late)" if s.frames_skipped else ""))  # fmt: skip
         if s.latency_ms:
             print(f"  latency frame in -> frame out: p50 {s.latency_ms['p50']:.0f} ms, p95 "
-                  f"{s.latency_ms['p95']:.0f} ms; per frame (ms): "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in s.stage_ms.items()))  # fmt: skip
+                  f"{s.latency_ms['p95']:.0f} ms")  # fmt: skip
+            print("  CPU ms per frame: " + ", ".join(f"{k} {v:.1f}" for k, v in
+                  s.stage_cpu_ms.items()) + " (wall: " + ", ".join(f"{k} {v:.1f}" for k, v
+                  in s.stage_ms.items()) + ")")  # fmt: skip
         print(f"  frames with a face {s.frames_with_face}, faces swapped {s.faces_swapped}")
         label = "visible 'synthetic' label" if s.watermark else "NO visible label"
         side = f" + {s.sidecar} + container tags" if s.sidecar else ""
