@@ -158,6 +158,9 @@ def test_bad_input(capsys, tiny_run, exported, faceset_pair, tmp_path):
         (["convert", faceset_pair[0].parent / "a.mp4", "-m", exported, "-o", tmp_path / "o.mp4",
           "--provider", "tpu"], "provider"),
     ]  # fmt: skip
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        cases.append((["convert", faceset_pair[0].parent / "a.mp4", "-m", exported, "-o",
+                       tmp_path / "o.mp4", "--provider", "cuda"], "has no CUDAExecutionProvider"))  # fmt: skip
     bogus = tmp_path / "bogus.onnx"
     bogus.write_bytes(b"not a model")
     cases.append((["convert", faceset_pair[0].parent / "a.mp4", "-m", bogus, "-o",

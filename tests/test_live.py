@@ -239,6 +239,10 @@ def test_bad_input(capsys, tiny_run, astronaut_clip, tmp_path, monkeypatch):
         (["--source", clip, "--output", tmp_path / "o.mp4", "--beta", "-1"], "beta"),
         (["--source", clip, "--output", clip], "exists; pass --overwrite"),
     ]
+    import importlib.util
+
+    if importlib.util.find_spec("pyvirtualcam") is None:
+        cases.append((["--source", clip, "--output", "virtual-camera"], "needs pyvirtualcam"))
     for argv, needle in cases:
         code, _, err = _cli(capsys, "live", "-m", tiny_run, *argv)
         assert code == 2, (argv, err)

@@ -112,6 +112,12 @@ def check_output(output: str, overwrite: bool) -> str:
             raise BadInput(f"--output window: {why}; write a file instead (--output out.mp4)")
         return "window"
     if output == "virtual-camera":
+        import importlib.util
+
+        if importlib.util.find_spec("pyvirtualcam") is None:
+            raise BadInput("--output virtual-camera needs pyvirtualcam (pip install pyvirtualcam)"
+                           " and a virtual camera device (v4l2loopback on Linux, OBS on Windows "
+                           "and macOS)")  # fmt: skip
         return "virtual-camera"
     check_file_output(Path(output), overwrite)
     return "file"
