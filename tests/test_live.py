@@ -251,3 +251,18 @@ def test_bad_input(capsys, tiny_run, astronaut_clip, tmp_path, monkeypatch):
     with pytest.raises(BadInput, match="cannot open it"):
         run_live("7", tiny_run, str(tmp_path / "o.mp4"), _cfg(),
                  capture=lambda _: type("Closed", (), {"isOpened": lambda self: False})())  # fmt: skip
+
+
+def test_config_layers_live_defaults_yaml_and_flags(tmp_path):
+    from faceswap.cli import build_parser
+    from faceswap.cli.live import _config
+
+    cfg_file = tmp_path / "live.yaml"
+    cfg_file.write_text("beta: 0.1\nextract:\n  detector: dlib-hog\n")
+    args = build_parser().parse_args(["live", "-m", "x", "--source", "0", "--config",
+                                      str(cfg_file), "--min-size", "50", "--no-smooth"])  # fmt: skip
+    cfg = _config(args)
+    assert cfg.beta == 0.1 and cfg.smooth is False and cfg.watermark is True
+    # live's own extract defaults stay unless the YAML or a flag says otherwise
+    assert (cfg.extract.detector, cfg.extract.min_size) == ("dlib-hog", 50)
+    assert (cfg.extract.max_faces, cfg.extract.redetect_every) == (1, 15)

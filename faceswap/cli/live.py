@@ -87,13 +87,12 @@ def _config(args: argparse.Namespace):
         data["smooth"] = False
     if args.no_watermark:
         data["watermark"] = False
-    extract = dict(data.get("extract") or {})
+    # live's extract defaults (one face, ...), then the YAML's section, then the flags
+    extract = {**dataclasses.asdict(LiveConfig().extract), **(data.get("extract") or {})}
     for name in (*DETECTION_FLAGS, "redetect_every"):
         if getattr(args, name) is not None:
             extract[name] = getattr(args, name)
-    if extract:
-        base = dataclasses.asdict(LiveConfig().extract)
-        data["extract"] = {**base, **extract}
+    data["extract"] = extract
     return from_dict(LiveConfig, data, args.config or "options")
 
 
