@@ -226,6 +226,10 @@ def open_source(spec: str, *, realtime: bool = True, queue: int = 2, stall_timeo
                 "file": f"{spec}: cannot open the video", "stream": f"stream {spec}: cannot "
                 "connect"}[kind]  # fmt: skip
         raise BadInput(f"--source {what}")
+    if kind != "file" and hasattr(cap, "set"):
+        # the driver's own frame buffer adds latency (each buffered frame is one frame late);
+        # backends that do not support the property ignore it
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     if not 1.0 <= fps <= 240.0:
         fps = 30.0  # cameras and streams often do not say
