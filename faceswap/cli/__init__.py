@@ -18,9 +18,11 @@ from faceswap.cli.common import Command, Parser
 from faceswap.cli.convert import CONVERT
 from faceswap.cli.demo import DEMO
 from faceswap.cli.evaluate import EVALUATE, REPORT
+from faceswap.cli.export import EXPORT
 from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
 from faceswap.cli.fit import FIT
+from faceswap.cli.live import LIVE
 from faceswap.cli.train import LR_FIND, TRAIN
 from faceswap.cli.weights import WEIGHTS
 from faceswap.errors import BadInput
@@ -36,6 +38,8 @@ COMMANDS: dict[str, Command] = {
     "report": REPORT,
     "demo": DEMO,
     "weights": WEIGHTS,
+    "export": EXPORT,
+    "live": LIVE,
 }
 
 

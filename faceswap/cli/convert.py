@@ -25,6 +25,8 @@ CONVERT_EXAMPLES = """examples:
   faceswap convert party.mp4 -m runs/alice2bob -o swapped.mkv --select identity --identity alice.jpg
   faceswap convert clip.mp4 -m runs/alice2bob/checkpoints/step-00100000 -o frames/ --crf 14
   faceswap convert clip.mp4 -m runs/alice2bob -o swapped.mp4 --config configs/convert/default.yaml
+  faceswap convert clip.mp4 -m alice2bob.onnx -o swapped.mp4 --provider cuda
+      (a model from `faceswap export`, run by onnxruntime)
 
 Every output is labelled as synthetic (container tags + OUT.provenance.json; see docs/ethics.md).
 """
@@ -39,7 +41,8 @@ _EXTRACT = (*DETECTION_FLAGS, "detect_workers")
 def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("clip", help="the video whose faces are replaced")
     p.add_argument("-m", "--model", required=True,
-                   help="run folder (its best, else latest checkpoint) or a checkpoint folder")  # fmt: skip
+                   help="run folder (its best, else latest checkpoint), a checkpoint folder, or "
+                        "a model exported with `faceswap export` (.onnx, run by onnxruntime)")  # fmt: skip
     p.add_argument("-o", "--output", required=True,
                    help="video (.mp4 .m4v .mov .mkv), folder for PNG frames, or .png (--preview)")  # fmt: skip
     p.add_argument("--alignments", metavar="FACESET",
@@ -69,6 +72,8 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="faces per model call (8)")
     p.add_argument("--device", help="model device: auto, cpu or cuda")
     p.add_argument("--precision", help="auto, fp32, bf16 or fp16")
+    p.add_argument("--provider", help="for an .onnx model: onnxruntime's execution provider, "
+                   "auto (default: cuda if it has it), cpu or cuda (same as --device)")  # fmt: skip
     p.add_argument("--workers", type=int, help="compositing threads (default: one per core)")
     p.add_argument("--threads", type=int, help="torch threads on a CPU (default: half the cores)")
     add_detection_options(p)  # as in extract; used without --alignments
@@ -82,8 +87,17 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace):
     from faceswap.config import from_dict, load_yaml
     from faceswap.convert.config import ConvertConfig
+    from faceswap.errors import BadInput
 
     data = load_yaml(args.config) if args.config else {}
+    if args.provider is not None:
+        if args.provider not in ("auto", "cpu", "cuda"):
+            raise BadInput(f"--provider {args.provider!r}: must be auto, cpu or cuda")
+        # an .onnx model runs where --device says; --provider is its onnxruntime spelling
+        if args.device is not None and args.device != args.provider:
+            raise BadInput(f"--provider {args.provider} and --device {args.device} disagree; "
+                           "give one")  # fmt: skip
+        args.device = args.provider
     for name in _TOP:
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from faceswap.config import CENTERINGS, to_dict
+from faceswap.convert.onnx_model import OnnxSwapModel, load_onnx_model
 from faceswap.errors import BadInput
 from faceswap.models import Autoencoder, build_model
 from faceswap.train.checkpoint import load_checkpoint, resolve_checkpoint
@@ -98,13 +99,20 @@ def run_folder_of(path: Path, checkpoint: Path) -> Path:
 
 def load_swap_model(
     path: str | Path, direction: str, device: str = "auto", precision: str = "auto"
-) -> SwapModel:
-    """Load a run's best (else latest) checkpoint, or a given checkpoint folder.
+) -> SwapModel | OnnxSwapModel:
+    """Load a run's best (else latest) checkpoint, or a given checkpoint folder, or a model
+    exported with `faceswap export` (.onnx: onnxruntime, `device` picks its provider; the
+    precision was chosen at export).
 
     BadInput: not a run, no checkpoint, weights that do not fit the run's architecture, or
     weights without the encoder or the decoder this direction needs.
     """
     path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        if precision not in ("auto", "fp32"):
+            log.warning("%s: precision %s ignored (an ONNX model keeps its export precision)",
+                        path, precision)  # fmt: skip
+        return load_onnx_model(path, direction, device)
     ckpt = resolve_checkpoint(path)
     run_dir = run_folder_of(path, ckpt)
     cfg = read_run_config(run_dir)
