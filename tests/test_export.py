@@ -172,3 +172,23 @@ def test_bad_input(capsys, tiny_run, exported, faceset_pair, tmp_path):
     assert not (tmp_path / "y.onnx").exists() and not (tmp_path / "o.mp4").exists()
     with pytest.raises(BadInput, match="exported for a2b"):
         load_swap_model(exported, "b2a")
+
+
+def test_export_a_liae_model(faceset_pair, tmp_path):
+    """LIAE (one decoder, two intermediates) exports through the same path: onnxruntime
+    matches PyTorch."""
+    from faceswap import faceset as fsmod
+    from faceswap.train.trainer import Trainer, open_run
+
+    from helpers import tiny_train_config
+
+    run = tmp_path / "liae"
+    model = {"arch": "liae", "resolution": 64, "encoder_dims": 8, "decoder_dims": 8,
+             "bottleneck": 32}  # fmt: skip
+    cfg = open_run(run, tiny_train_config(steps=2, model=model), resume=False)
+    Trainer(cfg, fsmod.load(faceset_pair[0]), fsmod.load(faceset_pair[1]), run).train(
+        tensorboard=False
+    )
+    out = tmp_path / "liae.onnx"
+    assert main(["export", "-m", str(run), "-o", str(out)]) == 0
+    assert out.is_file()

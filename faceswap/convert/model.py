@@ -90,6 +90,14 @@ class SwapModel:
                 out_mask.cpu().numpy() if out_mask is not None else None)  # fmt: skip
 
 
+def parts_for_output(arch: str, side: str) -> tuple[str, ...]:
+    """The parts a model needs to draw `side`'s face: the encoder and that side's decoder (liae:
+    the shared intermediate and the one decoder, and for A also A's intermediate)."""
+    if arch == "liae":
+        return ("encoder", "inter_ab", "decoder") + (("inter_a",) if side == "a" else ())
+    return ("encoder", f"decoder_{side}")
+
+
 def run_folder_of(path: Path, checkpoint: Path) -> Path:
     """The run folder: `path` itself, or the folder holding checkpoints/<checkpoint>."""
     if (path / CONFIG_FILE).is_file():
@@ -121,7 +129,7 @@ def load_swap_model(
     del data["optimizer"], data["rng"]  # inference only: let them go now
     state = data["state"]
     src, dst = sides(direction)
-    for part in ("encoder", f"decoder_{dst}"):
+    for part in parts_for_output(cfg.model.arch, dst):
         if not any(k.startswith(part + ".") for k in weights):
             raise BadInput(f"{ckpt}: the checkpoint has no {part} weights, so the model cannot "
                            f"do {direction} (put {dst.upper()}'s face in)")  # fmt: skip

@@ -58,12 +58,13 @@ class SwapGraph(nn.Module):
         model = copy.deepcopy(swap.model).float().to(memory_format=torch.contiguous_format)
         if half:
             model = model.half()
-        self.encoder = model.encoder
-        self.decoder = model.decoder_a if sides(swap.direction)[1] == "a" else model.decoder_b
+        self.model = model  # every architecture: encode, then decode as the output side
+        self.side = sides(swap.direction)[1]
         self.dtype = torch.float16 if half else torch.float32
 
     def forward(self, face: Tensor) -> tuple[Tensor, ...]:
-        rgb, mask = self.decoder(self.encoder(face.to(self.dtype)))  # (N, 3, R, R), (N, 1, R, R)
+        rgb, mask = self.model.decode(self.model.encode(face.to(self.dtype)), self.side)
+        # (N, 3, R, R), (N, 1, R, R)
         return (rgb.float(),) if mask is None else (rgb.float(), mask.float())
 
 
