@@ -180,8 +180,11 @@ def run_pair(name: str, args, judge) -> list[dict]:
     rows = []
     for mark in args.marks:
         m = marks[mark]
-        out = convert_at(clip_a, m["checkpoint"], fa, work / "out" / f"{run.name}-{int(mark)}.mp4",
-                         convert_cfg)  # fmt: skip
+        out = work / "out" / f"{run.name}-{int(mark)}.mp4"
+        if args.rejudge and out.is_file():
+            log.info("judging %s again (no convert)", out)
+        else:
+            convert_at(clip_a, m["checkpoint"], fa, out, convert_cfg)
         res = judge_video(str(out), str(clip_a), fs_a, refs, judge)
         rows.append({"pair": name, "tag": args.tag, "seed": args.seed, "mark_s": mark,
                      "step": m["step"], "train_loss": m["loss"], **res, "video": str(out),
@@ -229,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--from-run", metavar="TAG",
                     help="no training: judge the marks of the run trained under TAG (e.g. with "
                          "another --convert)")  # fmt: skip
+    ap.add_argument(
+        "--rejudge",
+        action="store_true",
+        help="with --from-run: judge the videos converted before again (no convert)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/bench_quality", help="cache and runs folder")
     ap.add_argument("--json", help="append the rows to this JSON-lines file")
