@@ -21,6 +21,7 @@ from faceswap.cli.evaluate import EVALUATE, REPORT
 from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
 from faceswap.cli.fit import FIT
+from faceswap.cli.mask import MASK
 from faceswap.cli.train import LR_FIND, TRAIN
 from faceswap.cli.weights import WEIGHTS
 from faceswap.errors import BadInput
@@ -32,6 +33,7 @@ COMMANDS: dict[str, Command] = {
     "lr-find": LR_FIND,
     "fit": FIT,
     "convert": CONVERT,
+    "mask": MASK,
     "evaluate": EVALUATE,
     "report": REPORT,
     "demo": DEMO,
