@@ -321,3 +321,46 @@ def test_convert_with_seg_mask(capsys, tiny_run, faceset_pair, tmp_path):
 
     a, b = read_frames(tmp_path / "hull.mp4"), read_frames(tmp_path / "seg+hull.mp4")
     assert np.abs(a[2].astype(int) - b[2].astype(int)).mean() < 1.0
+
+
+def test_convert_keeps_what_the_segmenter_cuts_out(tiny_run, faceset_pair, tmp_path):
+    """The segmenter hook: a mask that is only the crop's left half swaps the left half of the
+    face and leaves the right half as it was."""
+    from faceswap.convert.config import ConvertConfig
+    from faceswap.convert.pipeline import convert
+
+    from helpers import read_frames
+
+    class LeftHalf:
+        centering = fsmod.load(faceset_pair[0]).centering
+        calls = 0
+
+        def __call__(self, crops):
+            self.calls += 1
+            m = np.zeros(crops.shape[:3], np.float32)
+            m[:, :, : crops.shape[2] // 2] = 1.0
+            return m
+
+    seg = LeftHalf()
+    clip = faceset_pair[0].parent / "a.mp4"
+    cfg = ConvertConfig(mask="seg", mask_model="in-memory", color="none", feather=0.02,
+                        erode=0.0, crf=0)  # fmt: skip
+    out = tmp_path / "o.mp4"
+    convert(clip, tiny_run, out, cfg, alignments=faceset_pair[0], start=20, end=24,
+            segmenter=seg)  # fmt: skip
+    assert seg.calls >= 1
+    before, after = read_frames(clip)[20:24], read_frames(out)
+    fs = fsmod.load(faceset_pair[0])
+    face = next(f for f in fs.faces if f.frame == 22)
+    lm = face.landmarks_array()
+    diff = np.abs(after[2].astype(int) - before[2].astype(int)).mean(-1)
+    x0, x1 = int(lm[:, 0].min()), int(lm[:, 0].max())
+    y0, y1 = int(lm[:, 1].min()), int(lm[:, 1].max())
+    mid = int(lm[27:31, 0].mean())  # the nose bridge: the crop's vertical centre line
+    left = diff[y0:y1, x0 : mid - 4].mean()
+    right = diff[y0:y1, mid + 6 : x1].mean()
+    assert left > 5 * max(right, 0.5), (left, right)
+    with pytest.raises(BadInput, match="centred"):
+        seg.centering = "head" if seg.centering != "head" else "face"
+        convert(clip, tiny_run, tmp_path / "p.mp4", cfg, alignments=faceset_pair[0], start=20,
+                end=22, segmenter=seg)  # fmt: skip

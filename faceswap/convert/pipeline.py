@@ -269,7 +269,7 @@ def convert(
         refs = (photo_references(identity, cfg.extract) if identity
                 else faceset_references(model.source_faceset, src_side))  # fmt: skip
         selector = IdentitySelector(refs, cfg.identity_threshold, cfg.embed_every)
-    if model.learns_mask is False and cfg.mask != "hull":
+    if model.learns_mask is False and cfg.mask not in ("hull", "seg", "seg+hull"):
         log.warning("the model learns no mask: using the landmark hull (mask %s asked)", cfg.mask)
 
     fps = src.fps or 25.0

@@ -55,7 +55,7 @@ def texture(rng: np.random.Generator, size: int, names: tuple[str, ...],
         src[y : y + side, x : x + side], (size, size), interpolation=cv2.INTER_LINEAR
     )
     gain = rng.uniform(0.6, 1.3, size=3) * rng.uniform(0.7, 1.2)
-    return np.clip(patch.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    return cv2.multiply(patch, (*gain.tolist(), 0.0), dtype=cv2.CV_8U)  # saturating
 
 
 def skin_patch(face_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -203,11 +203,51 @@ def paste(image: np.ndarray, shape: np.ndarray, tex: np.ndarray, rng: np.random.
           ) -> np.ndarray:  # fmt: skip
     """The image with `tex` pasted where `shape` covers, over a slightly soft edge (real
     occluders are not cut with scissors: a 0.5-1.5 px blur of the edge)."""
-    alpha = shape.astype(np.float32) / 255.0
     sigma = rng.uniform(0.3, 1.5)
-    alpha = cv2.GaussianBlur(alpha, (0, 0), sigma)[..., None]
-    out = image.astype(np.float32) * (1 - alpha) + tex.astype(np.float32) * alpha
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(shape)
+    out = image.copy()
+    if w == 0:
+        return out
+    # only the shape's box (plus the blur's reach) is blended
+    m = int(3 * sigma) + 1
+    x0, y0 = max(0, x - m), max(0, y - m)
+    x1, y1 = min(shape.shape[1], x + w + m), min(shape.shape[0], y + h + m)
+    alpha = cv2.GaussianBlur(shape[y0:y1, x0:x1].astype(np.float32) / 255.0, (0, 0), sigma)
+    a = alpha[..., None]
+    roi = image[y0:y1, x0:x1].astype(np.float32) * (1 - a) + tex[y0:y1, x0:x1] * a
+    out[y0:y1, x0:x1] = np.clip(roi + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+def glasses(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Draw a pair of glasses (rims, bridge, sometimes tinted lenses) over the eyes. Unlike an
+    occluder they stay in the face mask: the pseudo-labels (the landmark hull) count glasses as
+    face, and a net that never saw glasses cuts them out of faces that wear them."""
+    lm = np.asarray(landmarks, np.float64)
+    out = image.copy()
+    colour = tuple(int(v) for v in rng.integers(0, 90, 3)) if rng.random() < 0.7 else (
+        tuple(int(v) for v in rng.integers(120, 255, 3)))  # fmt: skip
+    thick = int(rng.integers(1, 5))
+    eye_d = np.linalg.norm(lm[36:42].mean(0) - lm[42:48].mean(0))
+    w, h = eye_d * rng.uniform(0.38, 0.5), eye_d * rng.uniform(0.25, 0.38)
+    tint = rng.random() < 0.3
+    overlay = out.copy()
+    centres = []
+    for eye in (lm[36:42], lm[42:48]):
+        c = eye.mean(0) + [0, eye_d * rng.uniform(-0.02, 0.08)]
+        centres.append(c)
+        box = ((float(c[0]), float(c[1])), (float(2 * w), float(2 * h)), 0.0)
+        if tint:
+            cv2.ellipse(overlay, box, colour, -1)
+        cv2.ellipse(out, box, colour, thick)
+    if tint:
+        out = cv2.addWeighted(overlay, rng.uniform(0.2, 0.5), out, 1.0, 0.0)
+        for c in centres:
+            cv2.ellipse(out, ((float(c[0]), float(c[1])), (float(2 * w), float(2 * h)), 0.0),
+                        colour, thick)  # fmt: skip
+    a, b = centres[0] + [w, 0], centres[1] - [w, 0]
+    cv2.line(out, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), colour, thick)
+    return out
 
 
 def occlude(
