@@ -34,6 +34,8 @@ USED_BY = {
     "LossConfig": "the `loss:` section of a train config",
     "ScheduleConfig": "the `schedule:` section of a train config",
     "FitConfig": "`faceswap fit --config FILE` (see docs/fit.md)",
+    "MaskTrainConfig": "`faceswap mask train --config FILE` (see docs/masks.md)",
+    "SegSpec": "the `spec:` section of a mask train config",
 }
 
 HEADER = """# Configuration reference

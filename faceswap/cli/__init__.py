@@ -23,6 +23,7 @@ from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
 from faceswap.cli.fit import FIT
 from faceswap.cli.live import LIVE
+from faceswap.cli.mask import MASK
 from faceswap.cli.train import LR_FIND, TRAIN
 from faceswap.cli.weights import WEIGHTS
 from faceswap.errors import BadInput
@@ -34,6 +35,7 @@ COMMANDS: dict[str, Command] = {
     "lr-find": LR_FIND,
     "fit": FIT,
     "convert": CONVERT,
+    "mask": MASK,
     "evaluate": EVALUATE,
     "report": REPORT,
     "demo": DEMO,

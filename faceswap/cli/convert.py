@@ -22,6 +22,8 @@ CONVERT_EXAMPLES = """examples:
   faceswap convert clip.mp4 -m runs/alice2bob -o check.png --preview 8 --frames 120-480
   faceswap convert clip.mp4 -m runs/alice2bob -o swapped.mp4 --color hist --blend seamless \\
       --erode 0.03 --feather 0.08 --sharpen 0.5 --watermark
+  faceswap convert clip.mp4 -m runs/alice2bob -o swapped.mp4 --mask seg+hull --mask-model masks/m1
+      (hands, microphones and glasses in front of the face stay visible; docs/masks.md)
   faceswap convert party.mp4 -m runs/alice2bob -o swapped.mkv --select identity --identity alice.jpg
   faceswap convert clip.mp4 -m runs/alice2bob/checkpoints/step-00100000 -o frames/ --crf 14
   faceswap convert clip.mp4 -m runs/alice2bob -o swapped.mp4 --config configs/convert/default.yaml
@@ -32,7 +34,7 @@ Every output is labelled as synthetic (container tags + OUT.provenance.json; see
 """
 
 # flag -> ConvertConfig field (top level) or ExtractConfig field (section extract)
-_TOP = ("direction", "batch_size", "device", "precision", "smooth", "mask", "hull",
+_TOP = ("direction", "batch_size", "device", "precision", "smooth", "mask", "mask_model", "hull",
         "erode", "feather", "color", "blend", "sharpen", "select", "identity_threshold", "crf",
         "preset", "workers", "threads")  # fmt: skip
 _EXTRACT = (*DETECTION_FLAGS, "detect_workers")
@@ -52,7 +54,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", help="frames START-END, END not included (120-480, 120-)")
     p.add_argument("--preview", type=int, default=0, metavar="N",
                    help="convert N frames spread over the range into a before/after PNG strip")  # fmt: skip
-    p.add_argument("--mask", help="learned, hull or product (default)")
+    p.add_argument("--mask", help="learned, hull, product (default), or seg, seg+hull, "
+                   "seg+learned (occlusion-aware: needs --mask-model)")  # fmt: skip
+    p.add_argument("--mask-model", help="mask model folder (faceswap mask train; docs/masks.md)")
     p.add_argument("--hull", help="landmark mask: hull, extended (default) or components")
     p.add_argument("--erode", type=float, help="mask edge in (+) or out (-), fraction of the face")
     p.add_argument("--feather", type=float, help="soft edge width, fraction of the face (0.05)")
@@ -124,6 +128,11 @@ def _run_convert(args: argparse.Namespace) -> int:
     if args.preview < 0:
         raise BadInput("--preview must be a positive number of frames")
     start, end = frame_range(args.frames)
+    segmenter = None
+    if cfg.mask.startswith("seg"):
+        from faceswap.masks.model import load_model  # the CLI may use every package
+
+        segmenter = load_model(cfg.mask_model, cfg.device)
     bar = progress_bar(None, "convert")
 
     def progress(done: int, total: int | None) -> None:
@@ -134,7 +143,7 @@ def _run_convert(args: argparse.Namespace) -> int:
     try:
         s = convert(args.clip, args.model, args.output, cfg, alignments=args.alignments,
                     start=start, end=end, preview=args.preview, identity=args.identity,
-                    overwrite=args.overwrite, progress=progress)  # fmt: skip
+                    overwrite=args.overwrite, progress=progress, segmenter=segmenter)  # fmt: skip
     except KeyboardInterrupt:
         bar.close()
         sys.stderr.write("faceswap convert: interrupted; no output was written "

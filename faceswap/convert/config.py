@@ -25,7 +25,9 @@ class ConvertConfig:
     device: str = option("auto", "torch device of the model: auto, cpu or cuda")
     precision: str = option("auto", "auto (fp16/bf16 on CUDA, fp32 on CPU), fp32, bf16 or fp16")
     smooth: float = option(0.25, "landmark smoothing: half-window in seconds (0 = off)")
-    mask: str = option("product", "learned (decoder's mask), hull (landmarks) or product")
+    mask: str = option("product", "learned, hull, product; seg, seg+hull, seg+learned "
+                       "(the mask_model's segmentation)")  # fmt: skip
+    mask_model: str = option("", "mask model folder (faceswap mask train) for the seg masks")
     hull: str = option("extended", "landmark mask: hull, extended (with forehead) or components")
     erode: float = option(0.02, "move the mask edge in (+) or out (-), fraction of crop side")
     feather: float = option(0.05, "width of the soft mask edge, fraction of the crop side")
@@ -54,6 +56,8 @@ class ConvertConfig:
         check(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}")
         check(0.0 <= self.smooth <= 2.0, "smooth must be between 0 (off) and 2 seconds")
         check(self.mask in MASK_MODES, f"mask must be one of {', '.join(MASK_MODES)}")
+        check(bool(self.mask_model) or not self.mask.startswith("seg"),
+              f"mask {self.mask} needs mask_model (--mask-model), from faceswap mask train")  # fmt: skip
         check(self.hull in MASK_KINDS, f"hull must be one of {', '.join(MASK_KINDS)}")
         check(-0.2 <= self.erode <= 0.2, "erode must be between -0.2 and 0.2")
         check(0.0 <= self.feather <= 0.3, "feather must be between 0 and 0.3")

@@ -15,14 +15,25 @@ before the square of the crop ends: no seam where the crop stops.
 from __future__ import annotations
 
 import functools
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from faceswap.extract.masks import landmark_mask
 
-MASK_MODES = ("learned", "hull", "product")
+MASK_MODES = ("learned", "hull", "product", "seg", "seg+hull", "seg+learned")
 MIN_WORK_SIZE = 256
+
+
+class Segmenter(Protocol):
+    """A face segmentation model as convert sees it (faceswap.masks.SegModel is one): the
+    centering of the crops it was trained on, and (B, W, W, 3) BGR uint8 -> (B, W, W) float32
+    masks in [0, 1]."""
+
+    centering: str
+
+    def __call__(self, crops: np.ndarray) -> np.ndarray: ...
 
 
 def work_size(resolution: int) -> int:
@@ -36,14 +47,24 @@ def raw_mask(
     landmarks: np.ndarray,
     resolution: int,
     hull: str = "extended",
+    seg: np.ndarray | None = None,
 ) -> np.ndarray:
     """(W, W) float32 mask in [0, 1] at `work_size(resolution)`.
 
-    learned: the decoder's (R, R) mask or None; landmarks: (68, 2) in model-crop pixels (R).
+    learned: the decoder's (R, R) mask or None; landmarks: (68, 2) in model-crop pixels (R);
+    seg: the segmentation model's mask of the same crop (any size) for the seg modes.
     """
     if mode not in MASK_MODES:
         raise ValueError(f"mask must be one of {', '.join(MASK_MODES)}, not {mode!r}")
     size = work_size(resolution)
+    if mode.startswith("seg"):
+        if seg is None:
+            raise ValueError(f"mask {mode} needs the segmentation mask")
+        s = seg.astype(np.float32)
+        if s.shape[0] != size:
+            s = cv2.resize(s, (size, size), interpolation=cv2.INTER_LINEAR)
+        rest = mode.partition("+")[2]
+        return s if not rest else s * raw_mask(rest, learned, landmarks, resolution, hull)
     out: np.ndarray | None = None
     if mode in ("learned", "product") and learned is not None:
         out = learned.astype(np.float32)

@@ -38,7 +38,7 @@ from faceswap.convert.blend import blend, sharpen
 from faceswap.convert.color import match_color
 from faceswap.convert.config import ConvertConfig
 from faceswap.convert.faces import AlignmentsLookup, Detector, RawFace, Stopped
-from faceswap.convert.masks import raw_mask, shape_mask, work_size
+from faceswap.convert.masks import Segmenter, raw_mask, shape_mask, work_size
 from faceswap.convert.model import SwapModel, load_swap_model, sides
 from faceswap.convert.select import IdentitySelector, faceset_references, photo_references
 from faceswap.convert.sinks import Sink, open_sink, output_kind
@@ -87,6 +87,7 @@ class FaceJob:
     crop: np.ndarray  # (R, R, 3) BGR uint8 model input
     swapped: np.ndarray | None = None  # (R, R, 3) BGR float32 in [0, 255]
     mask: np.ndarray | None = None  # (R, R) float32 learned mask
+    seg: np.ndarray | None = None  # (W, W) float32 segmentation mask (mask seg*)
 
 
 @dataclass
@@ -109,7 +110,7 @@ def composite(frame: np.ndarray, faces: list[FaceJob], cfg: ConvertConfig, resol
         assert f.swapped is not None
         lm = transform_points(f.m_model, f.landmarks)  # (68, 2) in model-crop pixels
         alpha = shape_mask(
-            raw_mask(cfg.mask, f.mask, lm, resolution, cfg.hull), cfg.erode, cfg.feather
+            raw_mask(cfg.mask, f.mask, lm, resolution, cfg.hull, f.seg), cfg.erode, cfg.feather
         )  # (W, W) fmt: skip
         # colour statistics over the pixels that will show: the mask at model resolution
         inside = cv2.resize(alpha, (resolution, resolution), interpolation=cv2.INTER_AREA) > 0.5
@@ -211,12 +212,15 @@ def convert(
     overwrite: bool = False,
     progress: Progress | None = None,
     random_init: bool = False,
+    segmenter: Segmenter | None = None,
 ) -> ConvertSummary:
     """Swap the faces of `clip` with the model of `run`, write `output` and its label.
 
     Everything a user can get wrong is checked before anything is written (BadInput). The output
     appears only complete: video or folder are written under a temp name and renamed at the end,
     after the provenance sidecar. random_init: detector/aligner weights may be random (tests).
+    segmenter: what the seg masks need (the caller loads it: faceswap.masks, which the library
+    does not import); called with (B, W, W, 3) BGR uint8 crops, returns (B, W, W) masks.
     """
     t_start = time.perf_counter()
     created = provenance.now_utc()
@@ -236,6 +240,15 @@ def convert(
     wanted = _selected(src, start, end, preview)
 
     model = load_swap_model(run, cfg.direction, cfg.device, cfg.precision)
+    if cfg.mask.startswith("seg"):
+        if segmenter is None:
+            raise BadInput(f"--mask {cfg.mask} needs a mask model (--mask-model, from faceswap "
+                           "mask train)")  # fmt: skip
+        if segmenter.centering != model.centering:
+            raise BadInput(f"--mask-model: trained on {segmenter.centering}-centred faces, the "
+                           f"swap model on {model.centering}-centred ones")  # fmt: skip
+    else:
+        segmenter = None
     lookup: AlignmentsLookup | None = None
     detector: Detector | None = None
     if alignments is not None:
@@ -256,7 +269,7 @@ def convert(
         refs = (photo_references(identity, cfg.extract) if identity
                 else faceset_references(model.source_faceset, src_side))  # fmt: skip
         selector = IdentitySelector(refs, cfg.identity_threshold, cfg.embed_every)
-    if model.learns_mask is False and cfg.mask != "hull":
+    if model.learns_mask is False and cfg.mask not in ("hull", "seg", "seg+hull"):
         log.warning("the model learns no mask: using the landmark hull (mask %s asked)", cfg.mask)
 
     fps = src.fps or 25.0
@@ -281,7 +294,7 @@ def convert(
     )  # fmt: skip
     try:
         _stream(src, start, end, wanted, cfg, model, lookup, detector, selector, sink, summary,
-                progress)  # fmt: skip
+                progress, segmenter)  # fmt: skip
         if summary.faces_swapped == 0:
             if summary.faces_other_identity:
                 near = selector.nearest if selector is not None else float("nan")
@@ -321,7 +334,8 @@ def _check_output(out: Path, src: MediaSource, overwrite: bool) -> None:
 
 
 def _stream(src, start, end, wanted, cfg: ConvertConfig, model: SwapModel, lookup, detector,
-            selector, sink: Sink, summary: ConvertSummary, progress) -> None:  # fmt: skip
+            selector, sink: Sink, summary: ConvertSummary, progress,
+            segmenter: Segmenter | None = None) -> None:  # fmt: skip
     r = _Run()
     res, crop_size, centering = model.resolution, model.crop_size, model.centering
     fps = src.fps or 25.0
@@ -438,6 +452,8 @@ def _stream(src, start, end, wanted, cfg: ConvertConfig, model: SwapModel, looku
             for k, f in enumerate(part):
                 f.swapped = swapped[k]
                 f.mask = masks[k] if masks is not None else None
+        if segmenter is not None:
+            seg_faces(segmenter, batch, res, cfg.batch_size, r)
         for job in batch:
             r.put(q_out, (job, pool.submit(composite_job, job)))
 
@@ -470,6 +486,25 @@ def _stream(src, start, end, wanted, cfg: ConvertConfig, model: SwapModel, looku
             summary.stage_seconds["detect"] = round(detector.seconds, 3)
     if r.error is not None:
         raise r.error
+
+
+def seg_faces(segmenter: Segmenter, batch: list[FrameJob], res: int, batch_size: int,
+              r: _Run) -> None:  # fmt: skip
+    """Segmentation masks of the batch's faces, from crops of the original frames at the
+    working size (the model crop's framing, sharper than the model crop when R < W)."""
+    size = work_size(res)
+    pairs = [(job.frame, f) for job in batch for f in job.faces]
+    for i in range(0, len(pairs), batch_size):
+        part = pairs[i : i + batch_size]
+        t0 = time.perf_counter()
+        crops = np.stack([
+            cv2.warpAffine(frame, compose(resize_matrix(res, size), f.m_model), (size, size),
+                           flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            for frame, f in part])  # fmt: skip
+        masks = segmenter(crops)
+        for k, (_, f) in enumerate(part):
+            f.seg = masks[k]
+        r.add("seg", time.perf_counter() - t0)
 
 
 def stage_rates(summary: ConvertSummary) -> dict[str, float]:

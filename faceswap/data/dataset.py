@@ -31,6 +31,7 @@ from faceswap.data.augment import (
     partner,
 )
 from faceswap.data.seeding import keyed_uniforms, normals_from
+from faceswap.data.stored_masks import load_mask
 from faceswap.extract.masks import MASK_KINDS, landmark_mask, region_mask
 from faceswap.faceset import FaceSet
 
@@ -52,6 +53,8 @@ class FaceDataset(torch.utils.data.Dataset):
     "target" (3, R, R), the same augmentation without the warp; "mask", "eyes", "mouth"
     (1, R, R), transformed like the target; "index", the face's index in fs.faces.
     Without `augment`, input and target are both the clean face (validation).
+    The face mask is the face's stored mask (`masks/<name>.png`, from `faceswap mask apply`)
+    when it has one and `stored_masks`, else the landmark mask of `mask_kind`.
 
     An item key is an int (uses the epoch from `set_epoch`) or a tuple (i, epoch), which is
     what BatchStream passes so that persistent worker processes need no epoch updates.
@@ -66,6 +69,7 @@ class FaceDataset(torch.utils.data.Dataset):
         seed: int,
         mask_kind: str = "extended",
         threads: int | None = None,
+        stored_masks: bool = True,
     ) -> None:
         if not 16 <= resolution <= 2048:
             raise ValueError(f"resolution must be between 16 and 2048, not {resolution}")
@@ -86,6 +90,7 @@ class FaceDataset(torch.utils.data.Dataset):
         self.landmarks = np.empty((n, 68, 2), dtype=np.float32)  # at resolution r
         self.mean_luma = np.empty(n, dtype=np.float32)  # in [0, 1], for the contrast jitter
         interp = cv2.INTER_AREA if r < fs.size else cv2.INTER_CUBIC
+        stored = np.zeros(n, dtype=bool)
 
         def decode(k: int) -> None:
             face = fs.faces[indices[k]]
@@ -97,7 +102,13 @@ class FaceDataset(torch.utils.data.Dataset):
             self.mean_luma[k] = (LUMA[0] * r_ + LUMA[1] * g + LUMA[2] * b) / 255.0
             lm = scale_points(face.aligned_landmarks(), fs.size, r)
             self.landmarks[k] = lm
-            masks[k, ..., 0] = _to_u8(landmark_mask(lm, r, mask_kind))
+            # a stored mask (faceswap mask apply: occluders cut out) beats the landmark hull
+            face_mask = load_mask(fs, face) if stored_masks else None
+            if face_mask is not None:
+                stored[k] = True
+                masks[k, ..., 0] = cv2.resize(face_mask, (r, r), interpolation=cv2.INTER_AREA)
+            else:
+                masks[k, ..., 0] = _to_u8(landmark_mask(lm, r, mask_kind))
             masks[k, ..., 1] = _to_u8(region_mask(lm, r, "eyes"))
             masks[k, ..., 2] = _to_u8(region_mask(lm, r, "mouth"))
 
@@ -109,6 +120,10 @@ class FaceDataset(torch.utils.data.Dataset):
         else:
             for k in range(n):
                 decode(k)
+        self.stored_masks = int(stored.sum())  # faces whose face mask came from masks/
+        if self.stored_masks:
+            logger.info("%s: %d of %d faces use their stored mask (masks/), the rest the "
+                        "landmark hull", fs.root, self.stored_masks, n)  # fmt: skip
         # torch tensors: worker processes get them through shared memory, not as copies
         self._images = torch.from_numpy(images)
         self._masks = torch.from_numpy(masks)
