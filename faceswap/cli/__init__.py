@@ -22,6 +22,7 @@ from faceswap.cli.extract import EXTRACT
 from faceswap.cli.faceset import FACESET
 from faceswap.cli.fit import FIT
 from faceswap.cli.train import LR_FIND, TRAIN
+from faceswap.cli.ui import UI
 from faceswap.cli.weights import WEIGHTS
 from faceswap.errors import BadInput
 
@@ -36,6 +37,7 @@ COMMANDS: dict[str, Command] = {
     "report": REPORT,
     "demo": DEMO,
     "weights": WEIGHTS,
+    "ui": UI,
 }
 
 
