@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -100,6 +101,14 @@ def ui_server(project: Path, *extra: str):
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError(f"faceswap ui did not start: {proc.stderr.read()}")
+        deadline = time.time() + 60  # the address is printed just before uvicorn listens
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"faceswap ui is not listening: {proc.stderr.read()}")
+            time.sleep(0.05)
         yield json.loads(line)["url"], port, proc
     finally:
         if proc.poll() is None:

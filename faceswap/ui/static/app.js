@@ -71,6 +71,7 @@ $("#browser").addEventListener("click", (e) => {
 $$("[data-use]").forEach((b) => (b.onclick = async () => {
   if (!S.picked.size) return toast("tick clips, photos or folders first");
   await api("POST", "/api/inputs", { side: b.dataset.use, paths: [...S.picked] });
+  S.picked.clear(); $$("#browser input[data-pick]").forEach((cb) => (cb.checked = false));
 }));
 
 // ---- jobs ------------------------------------------------------------------------------------
@@ -277,7 +278,7 @@ const Convert = {
     $("#cv-render").disabled = !!run; $("#cv-stop").disabled = !run;
     const out = st.output;
     $("#cv-output").innerHTML = (j ? `<div>${j.status}${j.progress ? ` · ${esc(progressText(j.progress))}` : ""}${j.error ? ` <span class="err">${esc(j.error)}</span>` : ""}</div>` : "") +
-      (out.mtime && (!j || j.status === "finished") ? `<a href="/files/${out.path}?v=${out.mtime}" target="_blank">${esc(out.path)}</a> (labelled synthetic: ${esc(out.path.replace(/\.mp4$/, ".provenance.json"))})` : "");
+      (out.mtime && (!j || j.status === "finished") ? `<a href="/files/${out.path}?v=${out.mtime}" target="_blank">${esc(out.path)}</a> (labelled synthetic: ${esc(out.path)}.provenance.json)` : "");
   },
 };
 $("#cv-frame").oninput = () => Convert.frame();
