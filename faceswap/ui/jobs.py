@@ -28,6 +28,17 @@ from faceswap.cli.common import PROGRESS_ENV
 from faceswap.faceset import atomic_write_text
 
 
+def _die_with_server() -> None:
+    """In the job, before exec (Linux): a Ctrl-C when the server process dies, however it dies,
+    so a job never outlives its server unseen; it saves and stops as on a Ctrl-C."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class JobConflict(Exception):
     """A job writing the same output is already running (HTTP 409)."""
 
@@ -128,7 +139,7 @@ class JobManager:
                 job = Job(**json.loads(p.read_text(encoding="utf-8")))
             except (OSError, ValueError, TypeError):
                 continue
-            if job.status == "running":  # its server went away before it ended
+            if job.status == "running":  # its server died (and Ctrl-C'd it) before it ended
                 job.status, job.error = "lost", "the server stopped while this job ran"
             self.jobs[job.id] = job
             self.progress[job.id] = Progress(p.parent / "progress.jsonl")
@@ -161,6 +172,7 @@ class JobManager:
                     [sys.executable, "-m", "faceswap", *argv, "--json"], cwd=self.project,
                     stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                     start_new_session=True,  # its own group: stop signals it and its workers
+                    preexec_fn=_die_with_server if sys.platform == "linux" else None,
                 )  # fmt: skip
             self.jobs[job_id] = job
             self.procs[job_id] = proc

@@ -293,7 +293,9 @@ const Report = {
     const j = latest("report");
     $("#rp-build").disabled = !!(j && j.status === "running");
     $("#rp-link").innerHTML = (j && j.status !== "finished" ? `${j.status}${j.error ? ` <span class="err">${esc(j.error)}</span>` : ""} ` : "") +
-      (st.report.mtime ? `<a id="rp-open" href="/files/${st.report.path}/report.html?v=${st.report.mtime}" target="_blank">open the report page</a>` : "");
+      (st.report.mtime ? `<a id="rp-open" href="/files/${st.report.path}/report.html?v=${st.report.mtime}" target="_blank">open the report page in its own tab</a>` : "");
+    const src = st.report.mtime ? `/files/${st.report.path}/report.html?v=${st.report.mtime}` : "";
+    if ($("#rp-frame").dataset.src !== src) { $("#rp-frame").dataset.src = src; $("#rp-frame").src = src || "about:blank"; $("#rp-frame").hidden = !src; }
   },
 };
 $("#rp-build").onclick = () => startJob({ kind: "report" });
