@@ -30,7 +30,7 @@ ORIGIN = "http://testserver"
 
 def make_client(project: Path, media: list[Path] | None = None) -> TestClient:
     roots = Roots(project, media or [])
-    app = create_app(Settings(roots, TOKEN, {ORIGIN}, {"testserver"}))
+    app = create_app(Settings(roots, TOKEN, {"testserver"}))
     return TestClient(app, headers={HEADER: TOKEN})
 
 
@@ -63,7 +63,7 @@ def _snapshot(root: Path) -> dict[str, int]:
 
 
 def test_no_token_wrong_token_foreign_origin_are_refused(project) -> None:
-    app = create_app(Settings(Roots(project), TOKEN, {ORIGIN}, {"testserver"}))
+    app = create_app(Settings(Roots(project), TOKEN, {"testserver"}))
     with TestClient(app) as bare:
         r = bare.get("/api/state")
         assert r.status_code == 401 and "token" in r.json()["error"]
@@ -88,6 +88,16 @@ def test_no_token_wrong_token_foreign_origin_are_refused(project) -> None:
         assert bare.get("/api/state").status_code == 200  # the cookie now
         assert bare.get("/", headers={"Origin": ORIGIN}).status_code == 200
     assert not (project / "faceswap-ui.json").exists()
+
+
+def test_host_and_origin_rules() -> None:
+    from faceswap.ui.security import allowed_hosts, origin_ok
+
+    assert allowed_hosts("127.0.0.1", 7860) == {"127.0.0.1:7860", "localhost:7860", "[::1]:7860"}
+    assert allowed_hosts("0.0.0.0", 7860) is None  # any name of the machine; the token guards
+    assert origin_ok(None, "10.0.0.5:7860") and origin_ok("http://10.0.0.5:7860", "10.0.0.5:7860")
+    assert not origin_ok("http://evil.example", "10.0.0.5:7860")
+    assert not origin_ok("null", "127.0.0.1:7860")  # sandboxed frames and file:// pages
 
 
 # ---- pages, files, browsing ------------------------------------------------------------------
@@ -175,13 +185,10 @@ def test_job_bad_input_starts_nothing(client, project) -> None:
         ({"kind": "extract", "side": "target", "options": {"size": 5}}, 400, "outside"),
         ({"kind": "train", "options": {"model": "../../x"}}, 400, "model"),
         ({"kind": "train", "options": {"config": "/etc/passwd"}}, 400, "outside"),
-        ({"kind": "fit"}, 400, "fit" if False else "faces/target"),
         ({"kind": "convert", "options": {"color": "purple"}}, 400, "color"),
         ({"kind": "train", "options": []}, 400, "options"),
     ]
     for body, code, needle in cases:
-        if body["kind"] == "fit":  # the target face set exists here: fit needs runs/ab
-            continue
         r = client.post("/api/jobs", json=body)
         assert r.status_code == code and needle in r.json()["error"], (body, r.json())
     n_after = len(list(jobs_dir.iterdir())) if jobs_dir.exists() else 0
@@ -213,6 +220,22 @@ def test_double_start_is_409_and_stop_interrupts(client, project) -> None:
     assert client.post(f"/api/jobs/{job['id']}/stop").status_code == 409
     # the interrupted extract left a valid face set (its 40 made-up faces at least)
     assert len(fsmod.load(project / "faces/b").faces) >= len(fs_b.faces)
+
+
+def test_fit_and_train_jobs_run_the_cli(client, project) -> None:
+    """The argv the page builds is the CLI's; stop = Ctrl-C, and the job says so."""
+    r = client.post("/api/jobs", json={"kind": "fit", "options": {"steps": 5}})
+    assert r.status_code == 201, r.json()
+    job = r.json()
+    assert job["command"] == ("faceswap fit --from runs/ab --replace A -A faces/target -o "
+                              "runs/fit --steps 5")  # fmt: skip
+    assert client.post("/api/jobs", json={"kind": "fit"}).status_code == 409
+    client.post(f"/api/jobs/{job['id']}/stop")
+    deadline = time.time() + 60
+    while client.get(f"/api/jobs/{job['id']}").json()["status"] == "running":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    shutil.rmtree(project / "runs/fit", ignore_errors=True)
 
 
 def test_failed_job_shows_the_cli_one_line_error(client, project) -> None:

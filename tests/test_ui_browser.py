@@ -117,6 +117,27 @@ def test_whole_workflow_in_the_browser(browser, tmp_path) -> None:
         d.find_element("css selector", "#ex-size").send_keys("64")  # the tiny model's size
         for side in ("a", "b", "target"):
             click(d, f'[data-extract="{side}"]')
+        # the jobs run on the server: a reload, or a second tab, sees them as they are
+        wait(d, "faceswapUI.state.jobs.filter(j => j.kind === 'extract').length === 3", 10)
+        d.refresh()
+        wait(d, "document.querySelector('#conn').textContent === 'live'", 30, "live after reload")
+        assert (
+            d.execute_script(
+                "return faceswapUI.state.jobs.filter(j => j.kind === 'extract').length"
+            )
+            == 3
+        )
+        first = d.current_window_handle
+        d.switch_to.new_window("tab")
+        d.get(url.split("?")[0])  # the cookie, not the token, from now on
+        wait(
+            d,
+            "document.querySelector('#jobs tbody').textContent.includes('faceswap extract media/b.mp4')",
+            30,
+        )
+        d.close()
+        d.switch_to.window(first)
+        tab(d, "extract")
         seen_rate = False
         deadline = time.time() + 150
         while time.time() < deadline:

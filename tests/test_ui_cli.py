@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 
 import pytest
 
@@ -15,8 +13,6 @@ from faceswap.cli import main
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
-
-from ui_support import ROOT, free_port  # noqa: E402
 
 
 def test_help_has_examples(capsys) -> None:
@@ -55,18 +51,28 @@ def test_port_in_use_exits_2(tmp_path, capsys) -> None:
     assert "cannot listen there" in capsys.readouterr().err
 
 
-def test_other_host_warns_loudly(tmp_path) -> None:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "faceswap", "ui", "--project", str(tmp_path), "--host", "0.0.0.0",
-         "--port", str(port), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
-    try:
-        info = json.loads(proc.stdout.readline())
-        assert info["url"].startswith(f"http://0.0.0.0:{port}/?token=")
-    finally:
+def test_event_stream_ctrl_c_and_the_warning_off_localhost(tmp_path) -> None:
+    """Bound beyond localhost it warns loudly; the state arrives as server-sent events; Ctrl-C
+    stops the server even while a page holds its event stream open."""
+    import time
+    import urllib.request
+
+    from ui_support import ui_server
+
+    with ui_server(tmp_path, "--host", "0.0.0.0") as (url, port, proc):
+        assert url.startswith(f"http://0.0.0.0:{port}/?token=")
+        token = url.split("token=")[1]
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/events",
+                                     headers={"X-Faceswap-Token": token})  # fmt: skip
+        stream = urllib.request.urlopen(req, timeout=30)
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert stream.readline() == b"event: state\n"
+        state = json.loads(stream.readline().removeprefix(b"data: "))
+        assert state["project"] == str(tmp_path.resolve()) and state["jobs"] == []
+        t0 = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    assert "WARNING: faceswap ui is listening on 0.0.0.0" in err
-    assert "not encrypted" in err
+        assert proc.wait(30) == 0
+        assert time.perf_counter() - t0 < 15
+        stream.close()
+        err = proc.stderr.read()
+    assert "WARNING: faceswap ui is listening on 0.0.0.0" in err and "not encrypted" in err

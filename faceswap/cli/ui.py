@@ -19,8 +19,6 @@ Open the printed address (it carries a one-time token) in a browser on this mach
 Ctrl-C stops the server; running jobs are interrupted the same way and save their work.
 """
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
-
 
 def _add_ui(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", default=".",
@@ -42,7 +40,7 @@ def _run_ui(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise BadInput(f"faceswap ui needs the ui extra ({exc.name} is missing): "
                        "pip install 'faceswap[ui]'") from None  # fmt: skip
-    from faceswap.ui.security import Roots, allowed_origins, new_token
+    from faceswap.ui.security import LOOPBACK, Roots, allowed_hosts, new_token
 
     project = Path(args.project)
     if project.exists() and not project.is_dir():
@@ -71,11 +69,9 @@ def _run_ui(args: argparse.Namespace) -> int:
     token = new_token()
     roots = Roots(project, media)
     host_in_url = f"[{args.host}]" if ":" in args.host else args.host
-    origins = allowed_origins(host_in_url, args.port)
-    hosts = {o.removeprefix("http://") for o in origins}
-    app = create_app(Settings(roots, token, origins, hosts))
+    app = create_app(Settings(roots, token, allowed_hosts(args.host, args.port)))
     url = f"http://{host_in_url}:{args.port}/?token={token}"
-    if args.host not in LOCAL_HOSTS:
+    if args.host not in LOOPBACK:
         bar = "!" * 78
         sys.stderr.write(f"{bar}\nWARNING: faceswap ui is listening on {args.host}, not on this "
                          "machine alone.\nAnyone who can reach this address and learns the token "
@@ -92,7 +88,9 @@ def _run_ui(args: argparse.Namespace) -> int:
             "  (the token in the address is this session's key; Ctrl-C stops the server)",
             flush=True,
         )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # open pages hold an event stream each: after Ctrl-C give requests 2 s, then close them
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
+                timeout_graceful_shutdown=2)  # fmt: skip
     return 0
 
 

@@ -53,8 +53,7 @@ class HTTPError(Exception):
 class Settings:
     roots: Roots
     token: str
-    allowed_origins: set[str]
-    allowed_hosts: set[str]
+    allowed_hosts: set[str] | None  # None: any (bound beyond the loopback)
 
 
 def _int(options: dict, name: str, lo: int, hi: int) -> int | None:
@@ -104,9 +103,9 @@ def create_app(settings: Settings) -> FastAPI:
     @app.middleware("http")
     async def guard(request: Request, call_next):
         host = request.headers.get("host", "")
-        if host not in settings.allowed_hosts:
+        if settings.allowed_hosts is not None and host not in settings.allowed_hosts:
             return JSONResponse({"error": f"unknown Host {host!r}"}, status_code=403)
-        if not origin_ok(request.headers.get("origin"), settings.allowed_origins):
+        if not origin_ok(request.headers.get("origin"), host):
             return JSONResponse({"error": "requests from other sites are refused"}, 403)
         query_token = request.query_params.get("token")
         if query_token is not None and request.url.path == "/":

@@ -31,16 +31,23 @@ def token_ok(given: str | None, token: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), token.encode())
 
 
-def allowed_origins(host: str, port: int) -> set[str]:
-    hosts = {host, "127.0.0.1", "localhost", "[::1]"} if host in ("127.0.0.1", "localhost", "::1") \
-        else {host}  # fmt: skip
-    return {f"http://{h}:{port}" for h in hosts}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def origin_ok(origin: str | None, allowed: set[str]) -> bool:
-    """A request without Origin comes from the page itself (same-origin GET) or a non-browser
-    client that must still show the token; one with a foreign Origin is another site's."""
-    return origin is None or origin in allowed
+def allowed_hosts(host: str, port: int) -> set[str] | None:
+    """The Host headers to serve when bound to the loopback (a page whose name was rebound to
+    127.0.0.1 sends its own name and is refused); None (any) when bound elsewhere, where the
+    machine's names are not known here and the token is the guard."""
+    if host not in LOOPBACK:
+        return None
+    return {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")}
+
+
+def origin_ok(origin: str | None, host: str) -> bool:
+    """Same origin only. Browsers send Origin on every POST and on cross-site requests; one that
+    is not this server's own address comes from another site's page. None: a same-origin GET
+    or a non-browser client (which still needs the token)."""
+    return origin is None or origin in (f"http://{host}", f"https://{host}")
 
 
 @dataclass
