@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -88,9 +89,12 @@ def _run_ui(args: argparse.Namespace) -> int:
             "  (the token in the address is this session's key; Ctrl-C stops the server)",
             flush=True,
         )
-    # open pages hold an event stream each: after Ctrl-C give requests 2 s, then close them
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                timeout_graceful_shutdown=2)  # fmt: skip
+    # after Ctrl-C, event streams end by themselves and other requests get 2 s
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                           log_level="warning", timeout_graceful_shutdown=2))  # fmt: skip
+    app.state.stopping = lambda: server.should_exit
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it handled
+        server.run()
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import shlex
 import time
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from fastapi.responses import (
 
 from faceswap.errors import BadInput
 from faceswap.faceset import is_faceset
+from faceswap.ui import commands as cmds
 from faceswap.ui import project as pj
 from faceswap.ui.faces import FaceSets
 from faceswap.ui.frames import FramePreview, clip_info, read_frame
@@ -39,7 +39,6 @@ from faceswap.ui.security import COOKIE, HEADER, PathRefused, Roots, origin_ok, 
 STATIC = resources.files("faceswap.ui") / "static"
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css",
                  ".svg": "image/svg+xml"}  # fmt: skip
-_PRESET = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 EVENT_EVERY = 0.25  # s between state checks of the event stream (preview refresh well under 2 s)
 
 
@@ -54,30 +53,6 @@ class Settings:
     roots: Roots
     token: str
     allowed_hosts: set[str] | None  # None: any (bound beyond the loopback)
-
-
-def _int(options: dict, name: str, lo: int, hi: int) -> int | None:
-    v = options.get(name)
-    if v is None or v == "":
-        return None
-    if isinstance(v, bool) or not isinstance(v, int | str):
-        raise HTTPError(400, f"{name}: expected a whole number")
-    try:
-        v = int(v)
-    except ValueError:
-        raise HTTPError(400, f"{name}: expected a whole number, got {v!r}") from None
-    if not lo <= v <= hi:
-        raise HTTPError(400, f"{name}: {v} is outside {lo}-{hi}")
-    return v
-
-
-def _choice(options: dict, name: str, choices: tuple[str, ...]) -> str | None:
-    v = options.get(name)
-    if v is None or v == "":
-        return None
-    if v not in choices:
-        raise HTTPError(400, f"{name}: {v!r} is not one of {', '.join(choices)}")
-    return v
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -96,6 +71,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="faceswap", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)  # fmt: skip
     app.state.jobs = jobs
+    app.state.stopping = lambda: False  # the CLI sets it to its server's should_exit
 
     def p(rel: str) -> Path:
         return project / rel
@@ -184,35 +160,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     # ---- project -----------------------------------------------------------------------------
     def commands() -> dict[str, str]:
-        inp = pj.load_inputs(project)
-        return {k: shlex.join(["faceswap", *v]) for k, v in argvs(inp, {}).items()
-                if v is not None}  # fmt: skip
-
-    def argvs(inp: pj.Inputs, o: dict[str, Any]) -> dict[str, list[str] | None]:
-        out: dict[str, list[str] | None] = {}
-        for side in pj.SIDES:
-            media = getattr(inp, side)
-            out[f"extract-{side}"] = ["extract", *media, "-o", pj.FACESETS[side]] if media else None
-        out["train"] = [
-            "train",
-            "-A",
-            pj.FACESETS["a"],
-            "-B",
-            pj.FACESETS["b"],
-            "-o",
-            pj.RUNS["train"],
-        ]
-        out["fit"] = ["fit", "--from", pj.RUNS["train"], "--replace", "A", "-A",
-                      pj.FACESETS["target"], "-o", pj.RUNS["fit"]]  # fmt: skip
-        model = pj.RUNS["fit"] if (p(pj.RUNS["fit"]) / "checkpoints").is_dir() else pj.RUNS["train"]
-        out["convert"] = ["convert", *inp.target, "-m", model, "-o", pj.OUTPUT, "--alignments",
-                          pj.FACESETS["target"], "--overwrite"] if inp.target else None  # fmt: skip
-        report = ["report", pj.FACESETS["a"], pj.FACESETS["b"], "--run", pj.RUNS["train"],
-                  "-o", pj.REPORT]  # fmt: skip
-        if is_faceset(p(pj.FACESETS["target"])):
-            report[3:3] = ["--target", pj.FACESETS["target"]]
-        out["report"] = report
-        return out
+        argvs = cmds.pipeline(project, pj.load_inputs(project))
+        return {k: shlex.join(["faceswap", *v]) for k, v in argvs.items() if v is not None}
 
     def faceset_summary(side: str) -> dict[str, Any]:
         root = side_root(side)
@@ -274,79 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
         o = {} if data.get("options") is None else data["options"]
         if not isinstance(o, dict):
             raise HTTPError(400, "options must be a JSON object")
-        inp = pj.load_inputs(project)
-        base = argvs(inp, o)
-        if kind == "extract":
-            side = data.get("side")
-            if side not in pj.SIDES:
-                raise HTTPError(400, f"side: {side!r} is not one of a, b, target")
-            argv = base[f"extract-{side}"]
-            if argv is None:
-                raise HTTPError(400, f"choose the clips or photos of {side} first (Project page)")
-            for name, flag, lo, hi in (("size", "--size", 64, 1024),
-                                       ("every_nth", "--every-nth", 1, 1000)):  # fmt: skip
-                v = _int(o, name, lo, hi)
-                if v is not None:
-                    argv += [flag, str(v)]
-            key = pj.FACESETS[side]
-        elif kind in ("train", "fit"):
-            argv = base[kind]
-            need = ("a", "b") if kind == "train" else ("target",)
-            for s in need:
-                if not is_faceset(p(pj.FACESETS[s])):
-                    raise HTTPError(400, f"{pj.FACESETS[s]}: extract the faces of {s} first")
-            if kind == "fit" and not (p(pj.RUNS["train"]) / "checkpoints").is_dir():
-                raise HTTPError(400, f"{pj.RUNS['train']}: train a model first")
-            steps = _int(o, "steps", 1, 10_000_000)
-            if steps is not None:
-                argv += ["--steps", str(steps)]
-            if kind == "train":
-                model = o.get("model")
-                if model:
-                    if not isinstance(model, str) or not _PRESET.match(model):
-                        raise HTTPError(400, f"model: {model!r} is not a preset name")
-                    argv += ["--model", model]
-                bs = _int(o, "batch_size", 1, 4096)
-                if bs is not None:
-                    argv += ["--batch-size", str(bs)]
-                if o.get("config"):
-                    cfg = roots.resolve(o["config"], must_exist=True)
-                    argv += ["--config", roots.show(cfg)]
-            if o.get("resume"):
-                argv.append("--resume")
-            key = pj.RUNS[kind]
-        elif kind == "convert":
-            argv = base["convert"]
-            if argv is None:
-                raise HTTPError(400, "choose the target clip first (Project page)")
-            model = _choice(o, "model", tuple(pj.RUNS))
-            if model is not None:
-                argv[argv.index("-m") + 1] = pj.RUNS[model]
-            if not (p(argv[argv.index("-m") + 1]) / "checkpoints").is_dir():
-                raise HTTPError(400, "train a model first")
-            if not is_faceset(p(pj.FACESETS["target"])):
-                argv = argv[: argv.index("--alignments")] + ["--overwrite"]
-            for name in ("mask", "color", "blend"):
-                v = _choice(o, name, {"mask": ("learned", "hull", "product"),
-                                      "color": ("avg", "rct", "hist", "none"),
-                                      "blend": ("feather", "seamless")}[name])  # fmt: skip
-                if v is not None:
-                    argv += [f"--{name}", v]
-            if o.get("watermark"):
-                argv.append("--watermark")
-            key = pj.OUTPUT
-        elif kind == "report":
-            argv = base["report"]
-            for s in ("a", "b"):
-                if not is_faceset(p(pj.FACESETS[s])):
-                    raise HTTPError(400, f"{pj.FACESETS[s]}: extract the faces of {s} first")
-            if not (p(pj.RUNS["train"]) / "checkpoints").is_dir():
-                argv = argv[: argv.index("--run")] + argv[argv.index("--run") + 2 :]
-            key = pj.REPORT
-        else:
-            raise HTTPError(
-                400, f"kind: {kind!r} is not one of extract, train, fit, convert, report"
-            )
+        argv, key = cmds.job(roots, kind, data.get("side"), o)
         return jobs.public(jobs.start(kind, argv, key))
 
     def job_of(job_id: str):
@@ -442,7 +319,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/api/convert/preview")
     async def preview(request: Request):
         data = await body(request)
-        index = _int(data, "frame", 0, 10_000_000)
+        index = cmds.whole_number(data, "frame", 0, 10_000_000)
         if index is None:
             raise HTTPError(400, "frame: a frame number")
         o = {} if data.get("options") is None else data["options"]
@@ -477,7 +354,8 @@ def create_app(settings: Settings) -> FastAPI:
         async def stream():
             last = None
             ping = time.monotonic()
-            while not await request.is_disconnected():
+            # ends when the page goes, or when the server stops (else Ctrl-C would wait on it)
+            while not await request.is_disconnected() and not app.state.stopping():
                 snap = json.dumps(await asyncio.to_thread(state), default=str)
                 if snap != last:
                     last = snap
