@@ -76,3 +76,27 @@ def test_event_stream_ctrl_c_and_the_warning_off_localhost(tmp_path) -> None:
         stream.close()
         err = proc.stderr.read()
     assert "WARNING: faceswap ui is listening on 0.0.0.0" in err and "not encrypted" in err
+
+
+def test_progress_bars_report_to_the_progress_file(tmp_path, monkeypatch) -> None:
+    """FACESWAP_PROGRESS: what the UI follows a job by; the last state is always written."""
+    from faceswap.cli.common import PROGRESS_ENV, progress_bar
+
+    path = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(PROGRESS_ENV, str(path))
+    bar = progress_bar(None, "extract")
+    bar.total = 10
+    for i in range(10):
+        bar.update(1)
+        bar.set_postfix(faces=i + 1, refresh=False)
+        assert bar.n == i + 1  # callers that read bar.n (evaluate) see the count
+    bar.close()
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows[0]["desc"] == "extract" and rows[0]["unit"] == "frame"
+    assert rows[-1]["n"] == 10 and rows[-1]["total"] == 10 and rows[-1]["postfix"] == {"faces": 10}
+    assert len(rows) <= 3  # throttled: a few lines a second, not one per update
+    monkeypatch.delenv(PROGRESS_ENV)
+    bar = progress_bar(5, "train", unit="step")
+    bar.update(1)
+    bar.close()
+    assert len(path.read_text().splitlines()) == len(rows)  # unset: nothing written
