@@ -25,6 +25,7 @@ from faceswap.cli.fit import FIT
 from faceswap.cli.live import LIVE
 from faceswap.cli.mask import MASK
 from faceswap.cli.train import LR_FIND, TRAIN
+from faceswap.cli.ui import UI
 from faceswap.cli.weights import WEIGHTS
 from faceswap.errors import BadInput
 
@@ -42,6 +43,7 @@ COMMANDS: dict[str, Command] = {
     "weights": WEIGHTS,
     "export": EXPORT,
     "live": LIVE,
+    "ui": UI,
 }
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,11 +33,57 @@ def emit(args: argparse.Namespace, data: Any, human: Callable[[], None]) -> None
         human()
 
 
+# A file that progress bars also report to, one JSON line a few times a second: how a caller
+# that runs `faceswap ...` as a subprocess (the web UI) follows a long job without a terminal.
+PROGRESS_ENV = "FACESWAP_PROGRESS"
+_PROGRESS_EVERY = 0.25  # seconds between lines (the last state is always written on close)
+
+
 def progress_bar(total: int | None, desc: str, unit: str = "frame", show: bool = True):
     from tqdm import tqdm
 
-    return tqdm(total=total or None, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
-                disable=not show or not sys.stderr.isatty() or None)  # fmt: skip
+    path = os.environ.get(PROGRESS_ENV)
+
+    class Bar(tqdm):
+        """tqdm that also appends {"desc", "n", "total", "unit", "postfix", "t"} lines to the
+        FACESWAP_PROGRESS file (when set). Its own count: a hidden tqdm counts nothing."""
+
+        def __init__(self, *a, **kw) -> None:
+            super().__init__(*a, **kw)
+            self.done, self.post, self.last = 0, {}, 0.0
+
+        def _report(self, force: bool = False) -> None:
+            now = time.time()
+            if path and (force or now - self.last >= _PROGRESS_EVERY):
+                self.last = now
+                line = {"desc": desc, "unit": unit, "n": self.done, "total": self.total,
+                        "postfix": self.post, "t": round(now, 3)}  # fmt: skip
+                try:
+                    with open(path, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps(line, default=str) + "\n")
+                except OSError:  # the follower's problem, never the job's
+                    pass
+
+        def update(self, n: float | None = 1):  # type: ignore[override]
+            self.done += n or 0
+            out = super().update(n)
+            if self.disable:  # callers that read bar.n (evaluate) see the true count
+                self.n = self.done
+            self._report()
+            return out
+
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):  # type: ignore[override]
+            self.post = {**(ordered_dict or {}), **kwargs}
+            return super().set_postfix(ordered_dict, refresh, **kwargs)
+
+        def close(self) -> None:
+            if path and not getattr(self, "_closed_report", False):
+                self._closed_report = True
+                self._report(force=True)
+            super().close()
+
+    return Bar(total=total or None, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
+               disable=not show or not sys.stderr.isatty() or None)  # fmt: skip
 
 
 def frame_range(text: str | None) -> tuple[int, int | None]:

@@ -113,7 +113,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
     def progress(step: int, d: dict) -> None:
         bar.update(1)
-        bar.set_postfix(loss=f"{d['loss']:.4f}", lr=f"{d['lr']:.2e}", refresh=False)
+        bar.set_postfix(step=step, loss=f"{d['loss']:.4f}", lr=f"{d['lr']:.2e}", refresh=False)
 
     try:
         s = trainer.train(progress, tensorboard=not args.no_tensorboard)

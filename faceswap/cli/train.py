@@ -180,7 +180,7 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
 
     def progress(step: int, d: dict) -> None:
         bar.update(1)
-        bar.set_postfix(loss=f"{d['loss']:.4f}", lr=f"{d['lr']:.2e}",
+        bar.set_postfix(step=step, loss=f"{d['loss']:.4f}", lr=f"{d['lr']:.2e}",
                         sps=f"{d.get('samples_per_s', 0):.1f}", refresh=False)  # fmt: skip
 
     try:
