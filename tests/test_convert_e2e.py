@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_convert_media import add_tone, audio_samples, peak_hz
 
+from faceswap import faceset as fsmod
 from faceswap.cli import main
 from faceswap.config import ExtractConfig
 from faceswap.convert import provenance
@@ -61,9 +62,8 @@ def test_cli_convert_with_alignments(capsys, tiny_run, faceset_pair, clip_a, tmp
     # the face changed, the background did not (beyond H.264 noise)
     before, after = read_frames(clip_a)[10:58], read_frames(out)
     assert len(after) == 48
-    fs = json.loads((faceset_pair[0] / "faceset.json").read_text())
-    face = next(f for f in fs["faces"] if f["frame"] == 30)
-    x0, y0, x1, y1 = (int(v) for v in face["box"])
+    face = next(f for f in fsmod.load(faceset_pair[0]).faces if f.frame == 30)
+    x0, y0, x1, y1 = (int(v) for v in face.box)
     diff = np.abs(after[20].astype(int) - before[20].astype(int)).mean(-1)
     assert diff[y0:y1, x0:x1].mean() > 8 * max(1.0, diff[:, :40].mean())
     # the provenance label: sidecar and container tags

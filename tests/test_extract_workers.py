@@ -60,3 +60,18 @@ def test_prefetch_keeps_order_and_raises_the_producers_error():
     it = prefetch(iter(range(1000)), depth=2)
     assert next(it) == 0
     it.close()
+
+
+def test_convert_detection_runs_on_the_same_workers(astronaut_clip):
+    from faceswap.convert.faces import Detector, Stopped
+    from helpers import read_frames
+
+    frames = read_frames(astronaut_clip[0])[:8]
+    det = Detector(ExtractConfig(workers=2, chunk=4))
+    out = list(det.run(iter(enumerate(frames)), lambda: False))
+    assert [i for i, _, _ in out] == list(range(8))
+    assert all(len(faces) == 1 for _, _, faces in out)
+    t0 = time.monotonic()
+    with pytest.raises(Stopped):  # another stage failed: detection stops waiting at once
+        list(det.run(iter(enumerate(frames)), lambda: True))
+    assert time.monotonic() - t0 < 30

@@ -18,7 +18,7 @@ import multiprocessing as mp
 import queue
 import threading
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -94,12 +94,14 @@ class WorkerPool:
                 hint = " (out of memory?)" if p.exitcode == -9 else ""
                 raise WorkerError(f"an extract worker process {how}{hint}")
 
-    def _get(self) -> tuple[int, bool, Any]:
+    def _get(self, poll: Callable[[], None] | None = None) -> tuple[int, bool, Any]:
         while True:
             try:
-                seq, ok, payload = self.results.get(timeout=_POLL_S)
+                seq, ok, payload = self.results.get(timeout=0.1 if poll else _POLL_S)
             except queue.Empty:
                 self._check_alive()
+                if poll is not None:
+                    poll()  # the caller's chance to stop waiting (it raises)
                 continue
             if not ok:
                 raise WorkerError(f"an extract worker failed: {payload}")
@@ -108,9 +110,15 @@ class WorkerPool:
                 continue
             return seq, ok, payload
 
-    def imap(self, chunks: Iterable[list], in_flight: int | None = None) -> Iterator[Any]:
+    def imap(
+        self,
+        chunks: Iterable[list],
+        in_flight: int | None = None,
+        poll: Callable[[], None] | None = None,
+    ) -> Iterator[Any]:
         """ChunkResults of `chunks` in order; at most `in_flight` chunks (2 per worker) are
-        queued or being worked on, so memory stays flat however long the input is."""
+        queued or being worked on, so memory stays flat however long the input is. `poll` is
+        called ten times a second while waiting; it may raise to stop."""
         limit = in_flight or 2 * self.n
         it = iter(chunks)
         done: dict[int, Any] = {}
@@ -128,7 +136,7 @@ class WorkerPool:
             if exhausted and next_out == sent:
                 return
             while next_out not in done:
-                seq, _, result = self._get()
+                seq, _, result = self._get(poll)
                 done[seq] = result
             yield done.pop(next_out)
             next_out += 1
