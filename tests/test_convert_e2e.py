@@ -258,12 +258,15 @@ def test_default_config_file_is_the_defaults_and_bad_values_are_refused():
 
 
 def test_frames_without_a_face_pass_through_unchanged(tiny_run, faceset_pair, clip_a, tmp_path):
-    # a copy of face set A's index without the faces of frames 2 and 3 (images are not needed)
+    # a copy of face set A's index (and arrays) without the faces of frames 2 and 3 (images
+    # are not needed)
     fs_dir = tmp_path / "fs"
     fs_dir.mkdir()
     index = json.loads((faceset_pair[0] / "faceset.json").read_text())
     index["faces"] = [f for f in index["faces"] if f["frame"] not in (2, 3)]
     (fs_dir / "faceset.json").write_text(json.dumps(index))
+    arrays = index["arrays"]["file"]
+    shutil.copyfile(faceset_pair[0] / arrays, fs_dir / arrays)
     dead = next(p for p in range(4_000_000, 4_100_000) if not _alive(p))
     stale = tmp_path / f".frames.{dead}-0123abcd.partial"  # left by a killed convert
     stale.mkdir()
