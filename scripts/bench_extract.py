@@ -58,6 +58,7 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "workers1": ("(d) workers=1", {"workers": 1}),
     "embed1": ("(e) embed_every=1", {"embed_every": 1}),
     "png": ("(f) --image-format png", {"image_format": "png"}),
+    "jpg": ("(g) --image-format jpg", {"image_format": "jpg"}),
 }
 BEFORE = "before"  # the default config of the faceswap checkout given by --before
 

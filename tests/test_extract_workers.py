@@ -64,6 +64,7 @@ def test_prefetch_keeps_order_and_raises_the_producers_error():
 
 def test_convert_detection_runs_on_the_same_workers(astronaut_clip):
     from faceswap.convert.faces import Detector, Stopped
+
     from helpers import read_frames
 
     frames = read_frames(astronaut_clip[0])[:8]
@@ -75,3 +76,24 @@ def test_convert_detection_runs_on_the_same_workers(astronaut_clip):
     with pytest.raises(Stopped):  # another stage failed: detection stops waiting at once
         list(det.run(iter(enumerate(frames)), lambda: True))
     assert time.monotonic() - t0 < 30
+
+
+def test_cli_extract_forks_preloaded_workers_and_never_imports_torch(astronaut_clip, tmp_path):
+    import subprocess
+    import sys
+
+    from faceswap import faceset as fsmod
+
+    out = tmp_path / "set"
+    code = (
+        "import sys\nfrom faceswap.cli import main\n"
+        f"rc = main(['extract', {str(astronaut_clip[0])!r}, '-o', {str(out)!r}, '--size', '64',"
+        " '--workers', '2', '--no-embed'])\n"
+        "assert 'torch' not in sys.modules, 'extract imported torch'\nsys.exit(rc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fs = fsmod.load(out)
+    assert sorted(f.frame for f in fs.faces) == list(range(len(astronaut_clip[1])))

@@ -309,7 +309,7 @@ def extract(
     pool = None
     if n_workers > 1 and not identity:
         # started first: the workers load their models while the inputs are probed and hashed
-        pool = WorkerPool(n_workers, (cfg, backends, None, random_init))
+        pool = WorkerPool(n_workers, (cfg, backends, None, random_init), preload=True)
     try:
         sources = open_inputs(inputs)
         if identity and not cfg.embed:
@@ -320,7 +320,7 @@ def extract(
             main_finder = FaceFinder(cfg, backends, None, random_init)
             refs = identity_references(identity, main_finder)
             if n_workers > 1:
-                pool = WorkerPool(n_workers, (cfg, backends, refs, random_init))
+                pool = WorkerPool(n_workers, (cfg, backends, refs, random_init), preload=True)
         _check_output(out)
         with fsmod.writer_lock(out):
             return _extract_locked(sources, out, cfg, backends, refs, main_finder, force,
