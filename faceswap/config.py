@@ -60,7 +60,12 @@ class ExtractConfig:
     image_format: str = option("png", "aligned face image format: png or jpg")
     jpeg_quality: int = option(95, "JPEG quality when image_format is jpg")
     embed: bool = option(True, "compute the 128-D dlib identity embedding of faces")
-    embed_every: int = option(8, "within a face track, embed one face every n frames and share")
+    embed_every: int = option(
+        32, "within a face track, embed one face every n frames and share (one track, one person)"
+    )
+    jitter_every: int = option(
+        4, "within a face track, run the landmark consistency check every n frames and share"
+    )
     identity_threshold: float = option(0.6, "max embedding distance to a --identity reference")
     track: bool = option(True, "detect near the previous frame's faces instead of the whole frame")
     redetect_every: int = option(8, "while tracking, search the whole frame every n frames")
@@ -101,6 +106,7 @@ class ExtractConfig:
         check(self.image_format in IMAGE_FORMATS, "image_format must be png or jpg")
         check(50 <= self.jpeg_quality <= 100, "jpeg_quality must be between 50 and 100")
         check(self.embed_every >= 1, "embed_every must be >= 1")
+        check(self.jitter_every >= 1, "jitter_every must be >= 1")
         check(0.0 < self.identity_threshold < 2.0, "identity_threshold must be in (0, 2)")
         check(self.redetect_every >= 1, "redetect_every must be >= 1")
         check(self.workers >= 0, "workers must be >= 0")

@@ -7,19 +7,19 @@ decode, BGR->RGB, detect (downscale to detect_size + dlib HOG), landmarks, align
 quality measures, PNG/JPG encode and the dlib identity embedding. Each stage is timed over the
 same frames, after one untimed warm-up call.
 
-Part 2 (pipeline) runs faceswap.extract.pipeline.extract() into a fresh temporary face set for
-each configuration and reports frames/s three ways:
-  * total      frames_read / summary.seconds (everything: pool spawn, model loading, writing);
-  * excl.start frames_read / (seconds - startup), where startup is the wall time of the same
-               configuration on a 1-frame clip (so it also holds one frame's processing);
-  * steady     frames after the first chunk / time from the first chunk's result to the last
-               one (progress callback timestamps; slightly optimistic with several workers,
-               because the next chunks were already in progress when the first one arrived).
-CPU% is (user+sys of this process and its finished children) / wall: 200% = both cores busy.
+Part 2 (whole runs) runs each configuration in a fresh child process (start-up included, as a
+user pays it), interleaved over --rounds rounds (A, B, C, A, B, C...), so that load from other
+programs meets every configuration alike. The first row is the plain loop a user would write
+with dlib (HOG on a 640 px downscale, 68 landmarks, umeyama alignment, JPEG q95, one process);
+--before PATH adds the default configuration of an older checkout as a row (before/after).
+Each row: frames per CPU-second (user+sys of the child and its workers) and its ratio to the
+plain loop, per round then median (stable under load); frames per wall second overall (depends
+on the machine's load); recall; landmark distance to the plain loop's.
 
 Examples:
   .venv/bin/python scripts/bench_extract.py
-  .venv/bin/python scripts/bench_extract.py --frames 120 --configs default,no-embed
+  .venv/bin/python scripts/bench_extract.py --no-stages --rounds 3 --before /tmp/old-checkout
+  .venv/bin/python scripts/bench_extract.py --frames 120 --configs plain,default,no-embed
   .venv/bin/python scripts/bench_extract.py --clip my.mp4 --json bench.json
   .venv/bin/python scripts/bench_extract.py --configs none   # stage table only
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -58,7 +57,10 @@ CONFIGS: dict[str, tuple[str, dict]] = {
     "no-track": ("(c) track off", {"track": False}),
     "workers1": ("(d) workers=1", {"workers": 1}),
     "embed1": ("(e) embed_every=1", {"embed_every": 1}),
+    "png": ("(f) --image-format png", {"image_format": "png"}),
+    "jpg": ("(g) --image-format jpg", {"image_format": "jpg"}),
 }
+BEFORE = "before"  # the default config of the faceswap checkout given by --before
 
 
 # ---- helpers ------------------------------------------------------------------------------
@@ -278,90 +280,150 @@ def bench_stages(clip: Path, n: int, n_embed: int) -> tuple[list[dict], dict]:
     return rows, info
 
 
-# ---- part 2: pipeline ---------------------------------------------------------------------
+# ---- part 2: whole runs, interleaved --------------------------------------------------------
 
 
-def run_extract(clip: Path, cfg: ExtractConfig, workdir: Path) -> dict:
-    out = Path(tempfile.mkdtemp(prefix="set_", dir=workdir)) / "faces"
-    marks: list[tuple[float, int]] = []
-    done = 0
+def plain_loop(clip: Path, out: Path, end_frame: int | None) -> dict:
+    """The loop a user would write with dlib: HOG on a 640 px downscale, 68 landmarks,
+    similarity alignment (umeyama), a 256 px crop written as JPEG q95; one process."""
+    import dlib
 
-    def progress(n: int, _kept: int, _todo: int) -> None:
-        nonlocal done
-        if not n:
-            return
-        done += n
-        marks.append((time.perf_counter(), done))
+    from faceswap.extract import weights
 
-    load = MachineLoad()
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
-    s = extract([str(clip)], out, cfg, progress=progress)
-    wall = time.perf_counter() - t0
-    cpu = cpu_seconds() - cpu0
-    machine = load.busy_pct()
-    steady = None
-    if len(marks) >= 2 and marks[-1][0] > marks[0][0]:
-        steady = (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
-    return {
-        "summary": dataclasses.asdict(s),
-        "wall": wall,
-        "cpu": cpu,
-        "machine_pct": machine,
-        "steady_fps": steady,
-        "first_result_s": marks[0][0] - t0 if marks else None,
-    }
+    det = dlib.get_frontal_face_detector()
+    sp = dlib.shape_predictor(str(weights.dlib_weight("dlib-landmarks")))
+    out.mkdir(parents=True, exist_ok=True)
+    cap = cv2.VideoCapture(str(clip))
+    n = faces = 0
+    landmarks: dict[int, np.ndarray] = {}
+    while end_frame is None or n < end_frame:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        h, w = bgr.shape[:2]
+        s = 640 / max(h, w) if max(h, w) > 640 else 1.0
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        small = cv2.resize(rgb, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+        for k, r in enumerate(det(small, 0)):
+            rect = dlib.rectangle(round(r.left() / s), round(r.top() / s),
+                                  round(r.right() / s), round(r.bottom() / s))  # fmt: skip
+            lms = np.array([(p.x, p.y) for p in sp(rgb, rect).parts()], float)
+            m = alignment.crop_matrix(lms, 256, "face")
+            crop = cv2.warpAffine(bgr, m, (256, 256), flags=cv2.INTER_CUBIC)
+            cv2.imwrite(str(out / f"{n:06d}_{k}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            faces += 1
+            landmarks.setdefault(n, lms)
+        n += 1
+    cap.release()
+    return {"frames": n, "faces": faces, "landmarks": landmarks}
 
 
-def bench_pipeline(clip: Path, one: Path, names: list[str], workdir: Path) -> list[dict]:
-    rows = []
-    startups: dict[tuple[int, bool], dict] = {}  # start-up depends on workers and models only
-    for name in names:
+def run_one(name: str, clip: Path, out: Path, end_frame: int | None) -> dict:
+    """One configuration, in this (fresh) process: what the parent times."""
+    if name == "plain":
+        r = plain_loop(clip, out, end_frame)
+    else:
         label, over = CONFIGS[name]
-        cfg = ExtractConfig(**over)
-        workers = cfg.workers or os.cpu_count() or 1
-        key = (workers, cfg.embed)
-        if key not in startups:
-            print(f"  start-up of {workers} worker(s), embed {cfg.embed} ...", file=sys.stderr)
-            startups[key] = run_extract(one, cfg, workdir)
-        print(f"  running {label} ...", file=sys.stderr, flush=True)
-        r = run_extract(clip, cfg, workdir)
-        s = r["summary"]
-        startup = startups[key]["summary"]["seconds"]
-        startup_cpu = startups[key]["cpu"]
-        net = s["seconds"] - startup
-        frames = s["frames_read"]
-        own = 100 * r["cpu"] / r["wall"]
-        rows.append(
-            {
-                "config": name,
-                "label": label,
-                "overrides": over,
-                "workers": workers,
-                "detector": s["detector"],
-                "aligner": s["aligner"],
-                "frames": frames,
-                "faces_kept": s["faces_kept"],
-                "frames_without_face": s["frames_without_face"],
-                "seconds": s["seconds"],
-                "fps": s["frames_per_second"],
-                "startup_s": startup,
-                "fps_excl_startup": frames / net if net > 0 else None,
-                "steady_fps": r["steady_fps"],
-                "first_result_s": r["first_result_s"],
-                "cpu_s": r["cpu"],
-                "cpu_ms_per_frame": 1000 * r["cpu"] / max(frames, 1),
-                "startup_cpu_s": startup_cpu,
-                "cpu_ms_per_frame_excl_startup": 1000
-                * (r["cpu"] - startup_cpu)
-                / max(frames - 1, 1),
-                "cpu_pct": own,
-                "machine_pct": r["machine_pct"],
-                "others_pct": None
-                if r["machine_pct"] is None
-                else max(0.0, r["machine_pct"] - own),
-                "stage_seconds": s["stage_seconds"],
-            }
-        )
+        s = extract([str(clip)], out, ExtractConfig(end_frame=end_frame, **over))
+        from faceswap import faceset as fsmod
+
+        fs = fsmod.load(out)
+        lms: dict[int, np.ndarray] = {}
+        for f in sorted(fs.faces, key=lambda f: (f.frame, f.box[0])):
+            lms.setdefault(f.frame, np.asarray(f.landmarks, float))
+        r = {"frames": s.frames_read, "faces": s.faces_kept, "landmarks": lms,
+             "stage_seconds": s.stage_seconds}  # fmt: skip
+    np.savez(out.parent / f"{out.name}_landmarks.npz",
+             frames=np.array(sorted(r["landmarks"]), int),
+             landmarks=np.array([r["landmarks"][k] for k in sorted(r["landmarks"])]).reshape(-1, 68, 2))  # fmt: skip
+    del r["landmarks"]
+    return r
+
+
+def timed_run(name: str, clip: Path, workdir: Path, end_frame: int | None, k: int,
+              before: Path | None = None) -> dict:  # fmt: skip
+    """Run one configuration in a child process; CPU = the child and its workers (user+sys,
+    all reaped), wall = from spawn to exit (start-up included: what a user waits for)."""
+    import subprocess
+
+    out = workdir / f"{name}_{k}"
+    one = "default" if name == BEFORE else name
+    cmd = [sys.executable, __file__, "--run-one", one, "--clip", str(clip), "--out", str(out)]
+    if end_frame is not None:
+        cmd += ["--end-frame", str(end_frame)]
+    env = dict(os.environ)
+    if name == BEFORE:
+        env["PYTHONPATH"] = str(before)  # that checkout's faceswap, its own defaults
+    else:
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    if proc.returncode != 0:
+        sys.exit(f"{name} failed:\n{proc.stderr[-2000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    data = np.load(out.parent / f"{out.name}_landmarks.npz")
+    r.update(name=name, wall=wall, cpu=cpu, lm_frames=data["frames"], lm=data["landmarks"])
+    return r
+
+
+def landmark_gap(a: dict, b: dict) -> float | None:
+    """Mean landmark distance between two runs on the frames both found a face in, in eye
+    distances (dlib's 68 points: outer eye corners 36 and 45)."""
+    common, ia, ib = np.intersect1d(a["lm_frames"], b["lm_frames"], return_indices=True)
+    if not len(common):
+        return None
+    la, lb = a["lm"][ia], b["lm"][ib]
+    eye = np.linalg.norm(lb[:, 36] - lb[:, 45], axis=1)
+    return float((np.linalg.norm(la - lb, axis=2).mean(axis=1) / eye).mean())
+
+
+def bench_pipeline(clip: Path, names: list[str], workdir: Path, rounds: int,
+                   end_frame: int | None, before: Path | None = None) -> list[dict]:  # fmt: skip
+    """Every configuration `rounds` times, interleaved (A, B, C, A, B, C, ...), so that
+    whatever else loads the machine meets every configuration alike."""
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for k in range(rounds):
+        for name in names:
+            print(f"  round {k + 1}/{rounds}: {name} ...", file=sys.stderr, flush=True)
+            runs[name].append(timed_run(name, clip, workdir, end_frame, k, before))
+    base = runs.get("plain")
+    rows = []
+    for name in names:
+        rs = runs[name]
+        frames = rs[0]["frames"]
+        cpu = statistics.median(r["cpu"] for r in rs)
+        wall = statistics.median(r["wall"] for r in rs)
+        row = {
+            "config": name,
+            "label": {"plain": "plain dlib loop", BEFORE: "(0) before: defaults"}.get(
+                name, CONFIGS.get(name, ("",))[0]
+            ),
+            "frames": frames,
+            "faces": rs[0]["faces"],
+            "recall": len(rs[0]["lm_frames"]) / max(frames, 1),
+            "cpu_s": [r["cpu"] for r in rs],
+            "wall_s": [r["wall"] for r in rs],
+            "cpu_ms_per_frame": 1000 * cpu / max(frames, 1),
+            "frames_per_cpu_s": frames / cpu,
+            "fps": frames / wall,
+            "stage_seconds": rs[0].get("stage_seconds"),
+        }
+        if base:
+            bcpu = statistics.median(r["cpu"] for r in base)
+            bwall = statistics.median(r["wall"] for r in base)
+            # per-round ratios: each pairs runs that met the same load
+            row["x_plain_per_cpu_s"] = statistics.median(
+                (frames / r["cpu"]) / (b["frames"] / b["cpu"]) for r, b in zip(rs, base)
+            )
+            row["x_plain_fps"] = (frames / wall) / (base[0]["frames"] / bwall)
+            row["landmark_gap_vs_plain"] = landmark_gap(rs[0], base[0])
+            del bcpu
+        rows.append(row)
+    for r in runs.values():
+        for x in r:
+            x.pop("lm", None)
+            x.pop("lm_frames", None)
     return rows
 
 
@@ -416,53 +478,23 @@ def print_report(env: dict, stages: list[dict], sinfo: dict, runs: list[dict]) -
             f"{sinfo['finder_init_s']:.2f} s"
         )
     if runs:
-        print("\nPipeline: extract() into a fresh face set")
-        print(
-            f"{'config':<18} {'wk':>2} {'frames':>6} {'faces':>5} {'seconds':>7} {'fps':>5} "
-            f"{'startup':>7} {'fps-start':>9} {'steady':>6} {'cpu ms/fr':>9} {'-start':>6} "
-            f"{'CPU%':>5} "
-            f"{'others%':>7}"
-        )
+        print(f"\nWhole runs, each in a fresh process, interleaved over {env['rounds']} "
+              "round(s); medians")  # fmt: skip
+        print(f"{'config':<22} {'frames':>6} {'faces':>5} {'recall':>6} {'cpu ms/fr':>9} "
+              f"{'fr/cpu-s':>8} {'x plain':>7} {'fps':>5} {'x plain':>7} {'lm gap':>6}")  # fmt: skip
         for r in runs:
-            print(
-                f"{r['label']:<18} {r['workers']:>2} {r['frames']:>6} {r['faces_kept']:>5} "
-                f"{r['seconds']:>7.2f} {r['fps']:>5.1f} {r['startup_s']:>7.2f} "
-                f"{fmt(r['fps_excl_startup']):>9} {fmt(r['steady_fps']):>6} "
-                f"{r['cpu_ms_per_frame']:>9.1f} {r['cpu_ms_per_frame_excl_startup']:>6.1f} "
-                f"{r['cpu_pct']:>5.0f} "
-                f"{fmt(r['others_pct'], '.0f'):>7}"
-            )
+            print(f"{r['label']:<22} {r['frames']:>6} {r['faces']:>5} {r['recall']:>6.3f} "
+                  f"{r['cpu_ms_per_frame']:>9.1f} {r['frames_per_cpu_s']:>8.1f} "
+                  f"{fmt(r.get('x_plain_per_cpu_s'), '.2f'):>7} {r['fps']:>5.1f} "
+                  f"{fmt(r.get('x_plain_fps'), '.2f'):>7} "
+                  f"{fmt(r.get('landmark_gap_vs_plain'), '.3f'):>6}")  # fmt: skip
         wrap(
-            "configs: (a) ExtractConfig() defaults (auto backends, track, embed_every 8, "
-            "workers = all cores); (b) embed=False; (c) track=False; (d) workers=1 "
-            "(in-process); (e) embed_every=1"
-        )
-        wrap(
-            "fps = frames_read / seconds (all of extract()); startup = extract() of the same "
-            "workers/embed setting on a 1-frame clip (pool spawn + model loading + one frame "
-            "+ teardown); fps-start = frames / (seconds - startup); steady = frames after the "
-            "first chunk / time from first to last chunk result (a bit optimistic with "
-            "several workers); cpu ms/fr = user+sys of this process and its workers per "
-            "frame, -start = the same less the start-up run's CPU, per frame; CPU% = that / "
-            "wall (100% = one core); others% = CPU of other programs "
-            "on the machine meanwhile (from /proc/stat)"
-        )
-        a = next((r for r in runs if r["config"] == "default"), runs[0])
-        ss = a["stage_seconds"]
-        main_keys = ("decode+transfer(main)", "write")
-        total = sum(v for k, v in ss.items() if k not in main_keys)
-        print(
-            f"\nstage_seconds of {a['label']} (worker stages summed over workers, wall time "
-            f"inside the workers; {a['frames']} frames, {a['seconds']:.2f} s wall)"
-        )
-        print(f"{'stage':<24} {'seconds':>8} {'ms/frame':>9} {'share':>6}")
-        for k, v in sorted(ss.items(), key=lambda kv: -kv[1]):
-            share = "" if k in main_keys else f"{100 * v / total:.0f}%"
-            print(f"{k:<24} {v:>8.3f} {1000 * v / max(a['frames'], 1):>9.2f} {share:>6}")
-        wrap(
-            "(share = of worker stage time; 'decode+transfer(main)' is main-process wall time "
-            "from one result to the next, i.e. decoding plus waiting for workers; 'write' is "
-            "main-process linking + writing images)"
+            "cpu ms/fr = user+sys of the run's process and its workers (start-up included) per "
+            "frame; fr/cpu-s = frames per CPU-second, x plain = that over the plain loop's, "
+            "per round then median (stable under load); fps = frames / wall seconds of the "
+            "whole run (depends on the machine's load: see the load average above); recall = "
+            "frames with a face / frames; lm gap = mean landmark distance to the plain loop's "
+            "on frames both found, in eye distances"
         )
 
 
@@ -477,9 +509,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the numbers to this JSON file")
     p.add_argument(
         "--configs",
-        default=",".join(CONFIGS),
-        help=f"comma list of pipeline configs to run, or 'none' (all: {','.join(CONFIGS)})",
+        default="plain,default,no-embed,png",
+        help="comma list of whole-run configs, or 'none' (default plain,default,no-embed,png; "
+        f"plain = the plain dlib loop; also: {','.join(CONFIGS)})",
     )
+    p.add_argument("--rounds", type=int, default=2, help="interleaved rounds of runs (2)")
+    p.add_argument("--end-frame", type=int, help="process only the clip's first N frames")
+    p.add_argument(
+        "--before",
+        type=Path,
+        help="root of an older faceswap checkout: its "
+        "default config runs as one more interleaved row (before/after)",
+    )
+    p.add_argument("--run-one", help=argparse.SUPPRESS)  # internal: one run in a child
+    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--stage-frames", type=int, default=40, help="frames per stage (40)")
     p.add_argument("--embed-frames", type=int, default=10, help="frames for the embedding (10)")
     p.add_argument("--no-stages", action="store_true", help="skip the per-stage table")
@@ -489,8 +532,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.run_one:
+        print(json.dumps(run_one(args.run_one, args.clip, args.out, args.end_frame)))
+        return 0
     names = [] if args.configs.strip() == "none" else [c.strip() for c in args.configs.split(",")]
-    bad = [c for c in names if c not in CONFIGS]
+    if args.before:
+        names.insert(1 if names[:1] == ["plain"] else 0, BEFORE)
+    bad = [c for c in names if c not in CONFIGS and c not in ("plain", BEFORE)]
     if bad:
         p.error(f"unknown config(s) {', '.join(bad)}; choose from {', '.join(CONFIGS)}")
 
@@ -521,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
             "frame_size": size,
             "resolve_backends_s": resolve_s,
             "loadavg": "/".join(f"{x:.2f}" for x in os.getloadavg()),
+            "rounds": args.rounds,
         }
         stages, sinfo = [], {}
         if not args.no_stages:
@@ -528,17 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             stages, sinfo = bench_stages(clip, args.stage_frames, args.embed_frames)
         runs = []
         if names:
-            one = work / "one.mp4"
-            frames, _ = read_frames(clip, 1)
-            wr = cv2.VideoWriter(
-                str(one),
-                cv2.VideoWriter_fourcc(*"mp4v"),
-                24.0,
-                (frames[0].shape[1], frames[0].shape[0]),
-            )
-            wr.write(frames[0])
-            wr.release()
-            runs = bench_pipeline(clip, one, names, work)
+            runs = bench_pipeline(clip, names, work, args.rounds, args.end_frame, args.before)
     print_report(env, stages, sinfo, runs)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

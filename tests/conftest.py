@@ -15,6 +15,22 @@ from faceswap.synthetic import render_clip
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Derived-facts caches (FLOP counts) go to a temp folder, not the user's ~/.cache."""
+    import os
+
+    from faceswap.models.measure import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old
+
+
 @pytest.fixture(scope="session")
 def astronaut_clip(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
     """A 640x360 clip, 24 frames, the astronaut's face moving, turning and scaling."""

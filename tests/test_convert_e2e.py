@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from test_convert_media import add_tone, audio_samples, peak_hz
 
+from faceswap import faceset as fsmod
 from faceswap.cli import main
 from faceswap.config import ExtractConfig
 from faceswap.convert import provenance
@@ -61,9 +62,8 @@ def test_cli_convert_with_alignments(capsys, tiny_run, faceset_pair, clip_a, tmp
     # the face changed, the background did not (beyond H.264 noise)
     before, after = read_frames(clip_a)[10:58], read_frames(out)
     assert len(after) == 48
-    fs = json.loads((faceset_pair[0] / "faceset.json").read_text())
-    face = next(f for f in fs["faces"] if f["frame"] == 30)
-    x0, y0, x1, y1 = (int(v) for v in face["box"])
+    face = next(f for f in fsmod.load(faceset_pair[0]).faces if f.frame == 30)
+    x0, y0, x1, y1 = (int(v) for v in face.box)
     diff = np.abs(after[20].astype(int) - before[20].astype(int)).mean(-1)
     assert diff[y0:y1, x0:x1].mean() > 8 * max(1.0, diff[:, :40].mean())
     # the provenance label: sidecar and container tags
@@ -258,12 +258,15 @@ def test_default_config_file_is_the_defaults_and_bad_values_are_refused():
 
 
 def test_frames_without_a_face_pass_through_unchanged(tiny_run, faceset_pair, clip_a, tmp_path):
-    # a copy of face set A's index without the faces of frames 2 and 3 (images are not needed)
+    # a copy of face set A's index (and arrays) without the faces of frames 2 and 3 (images
+    # are not needed)
     fs_dir = tmp_path / "fs"
     fs_dir.mkdir()
     index = json.loads((faceset_pair[0] / "faceset.json").read_text())
     index["faces"] = [f for f in index["faces"] if f["frame"] not in (2, 3)]
     (fs_dir / "faceset.json").write_text(json.dumps(index))
+    arrays = index["arrays"]["file"]
+    shutil.copyfile(faceset_pair[0] / arrays, fs_dir / arrays)
     dead = next(p for p in range(4_000_000, 4_100_000) if not _alive(p))
     stale = tmp_path / f".frames.{dead}-0123abcd.partial"  # left by a killed convert
     stale.mkdir()

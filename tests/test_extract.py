@@ -209,5 +209,5 @@ def test_no_face_anywhere_is_a_clear_error_but_the_set_stays_valid(tmp_path):
 def test_index_is_compact_json(extracted):
     out, _ = extracted
     data = json.loads((out / "faceset.json").read_text())
-    assert data["format"] == "faceswap-faceset" and data["version"] == 1
+    assert data["format"] == "faceswap-faceset" and data["version"] == 2
     assert data["extract"]["size"] == 64

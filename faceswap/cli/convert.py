@@ -71,7 +71,7 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
                         "whose default references are the run's training face set)")  # fmt: skip
     p.add_argument("--identity-threshold", type=float, help="max embedding distance (0.6)")
     p.add_argument("--crf", type=int, help="H.264 quality, lower is better (18)")
-    p.add_argument("--preset", help="x264 preset, ultrafast .. veryslow (veryfast)")
+    p.add_argument("--preset", help="x264 preset, ultrafast .. veryslow (superfast)")
     p.add_argument("--watermark", action="store_true", help="burn a visible 'synthetic' label in")
     p.add_argument("--batch-size", type=int, help="faces per model call (8)")
     p.add_argument("--device", help="model device: auto, cpu or cuda")

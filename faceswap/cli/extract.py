@@ -72,7 +72,10 @@ def _run_extract(args: argparse.Namespace) -> int:
 
     def progress(frames: int, kept: int, todo: int) -> None:
         if bar.total != todo:
-            bar.total = todo
+            # the first call comes once the workers are up: restart the clock there, so the
+            # rate (and the ETA) is that of the work, not of the start-up; resumed frames are
+            # not in `todo`, so a resumed run's ETA is right too
+            bar.reset(total=todo)
         bar.update(frames)
         bar.set_postfix(faces=kept, refresh=False)
 

@@ -38,7 +38,9 @@ class ConvertConfig:
     identity_threshold: float = option(0.6, "select identity: max embedding distance")
     embed_every: int = option(8, "select identity: re-check a tracked face every n frames")
     crf: int = option(18, "H.264 quality: 0 lossless .. 51 worst; 18 is visually lossless")
-    preset: str = option("veryfast", "x264 preset: slower makes smaller files, same quality")
+    preset: str = option(
+        "superfast", "x264 preset: slower ones make smaller files at the same quality, cost more"
+    )
     watermark: bool = option(False, "burn a visible 'synthetic' label into every frame")
     queue: int = option(24, "frames in flight between stages (bounds memory)")
     workers: int = option(0, "compositing threads (0 = one per CPU core)")

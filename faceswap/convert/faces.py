@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import multiprocessing as mp
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -74,26 +73,6 @@ class AlignmentsLookup:
 
 # ---- detection, as in extract -----------------------------------------------------------
 
-_FINDER = None
-
-
-def _init_worker(cfg: ExtractConfig, backends, random_init: bool) -> None:
-    global _FINDER
-    import signal
-
-    import cv2
-
-    from faceswap.extract.finder import FaceFinder
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
-    cv2.setNumThreads(1)
-    _FINDER = FaceFinder(cfg, backends, None, random_init)
-
-
-def _work(chunk: list[tuple[int, float | None, np.ndarray]]):
-    assert _FINDER is not None
-    return _FINDER.process(chunk)
-
 
 class Detector:
     """Finds faces in runs of consecutive frames with extract's FaceFinder (same detector,
@@ -156,31 +135,31 @@ class Detector:
                 self.seconds += time.perf_counter() - t0
                 yield from split(chunk, result)
             return
-        ctx = mp.get_context("spawn")
-        pool = ctx.Pool(self.workers, _init_worker, (self.cfg, self.backends, self.random_init))
-        pending: list = []  # (chunk, AsyncResult), oldest first
-        try:
+        from collections import deque
+
+        from faceswap.extract.workers import WorkerPool
+
+        # a worker that cannot start or dies fails the run within a second (workers.py)
+        pool = WorkerPool(self.workers, (self.cfg, self.backends, None, self.random_init))
+        sent: deque = deque()  # chunks out, oldest first: results come back in this order
+
+        def tasks() -> Iterator[list]:
             for chunk in chunks():
-                pending.append((chunk, pool.apply_async(_work, (task(chunk),))))
-                while len(pending) > self.workers:
-                    yield from split(*self._wait(pending.pop(0), stopped))
-            while pending:
-                yield from split(*self._wait(pending.pop(0), stopped))
-        finally:
-            pool.terminate()
-            pool.join()
+                sent.append(chunk)
+                yield task(chunk)
 
-    def _wait(self, item, stopped: Callable[[], bool]):
-        import time
-
-        chunk, res = item
-        t0 = time.perf_counter()
-        while not res.ready():
+        def poll() -> None:
             if stopped():
                 raise Stopped
-            res.wait(0.1)
-        self.seconds += time.perf_counter() - t0  # time the pipeline waited for detection
-        return chunk, res.get()
+
+        try:
+            t0 = time.perf_counter()
+            for result in pool.imap(tasks(), in_flight=self.workers + 1, poll=poll):
+                self.seconds += time.perf_counter() - t0  # time the pipeline waited
+                yield from split(sent.popleft(), result)
+                t0 = time.perf_counter()
+        finally:
+            pool.close()
 
 
 class Stopped(Exception):

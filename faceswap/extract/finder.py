@@ -72,6 +72,8 @@ class _Track:
     embedding: np.ndarray | None = None
     embedding_frame: int = -(10**9)
     identity_distance: float | None = None
+    jitter: float = 0.0
+    jitter_frame: int = -(10**9)
 
 
 @dataclass
@@ -158,12 +160,23 @@ class FaceFinder:
         best = max(dets, key=lambda d: iou(d.box, box), default=None)
         return best if best is not None and iou(best.box, box) > 0.3 else None
 
-    def _landmarks(self, frame_rgb: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float]:
-        """Landmarks for a box, and their consistency under a 5% shift of the box."""
+    def _landmarks(
+        self, frame_rgb: np.ndarray, box: np.ndarray, fidx: int = 0, trk: _Track | None = None
+    ) -> tuple[np.ndarray, float]:
+        """Landmarks for a box, and their consistency under a 5% shift of the box.
+
+        The consistency check costs a second landmark run; within a face track it runs every
+        `jitter_every` frames and is shared in between (the face, its pose and what covers it
+        change little from one frame to the next), like the identity embedding."""
+        if trk is not None and fidx - trk.jitter_frame < self.cfg.jitter_every:
+            return self.aligner.landmarks(frame_rgb, [box])[0], trk.jitter
         w, h = box[2] - box[0], box[3] - box[1]
         shifted = box + np.array([0.05 * w, 0.05 * h, 0.05 * w, 0.05 * h])
         a, b = self.aligner.landmarks(frame_rgb, [box, shifted])
-        return a, landmark_jitter(a, b)
+        jit = landmark_jitter(a, b)
+        if trk is not None:
+            trk.jitter, trk.jitter_frame = jit, fidx
+        return a, jit
 
     # ---- one chunk ---------------------------------------------------------------------
     def process(self, frames: list[tuple[int, float | None, np.ndarray]]) -> ChunkResult:
@@ -199,7 +212,7 @@ class FaceFinder:
                 if min(det.box[2] - det.box[0], det.box[3] - det.box[1]) < cfg.min_size:
                     dropped["too small"] += 1
                     continue
-                lms, jit = self._landmarks(rgb, det.box)
+                lms, jit = self._landmarks(rgb, det.box, fidx, trk)
                 found.append((det.box, det.score, lms, jit, trk))
             secs["landmarks"] += time.perf_counter() - t0
             if full_search:
@@ -220,10 +233,10 @@ class FaceFinder:
                 found = []
                 t0 = time.perf_counter()
                 for d in kept:
-                    lms, jit = self._landmarks(rgb, d.box)
                     trk = max(tracks, key=lambda t: iou(t.box, d.box), default=None)
                     if trk is not None and iou(trk.box, d.box) < 0.3:
                         trk = None
+                    lms, jit = self._landmarks(rgb, d.box, fidx, trk)
                     found.append((d.box, d.score, lms, jit, trk))
                 secs["landmarks"] += time.perf_counter() - t0
             found.sort(key=lambda f: f[0][0])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import multiprocessing as mp
 import os
 import time
 from collections import Counter, defaultdict
@@ -26,7 +25,8 @@ from faceswap import faceset as fsmod
 from faceswap.config import ExtractConfig, to_dict
 from faceswap.errors import BadInput, MissingBackend
 from faceswap.extract import weights
-from faceswap.extract.finder import Backends, ChunkResult, FaceFinder, FoundFace, iou
+from faceswap.extract.finder import Backends, FaceFinder, FoundFace, iou
+from faceswap.extract.workers import WorkerError, WorkerPool, prefetch
 from faceswap.media import MediaSource, open_inputs, read_image
 
 log = logging.getLogger(__name__)
@@ -109,29 +109,7 @@ def resolve_backends(cfg: ExtractConfig, check_weights: bool = True) -> Backends
     return Backends(picked["detector"], picked["aligner"], device)
 
 
-# ---- worker processes -------------------------------------------------------------------
-
-_FINDER: FaceFinder | None = None
-
-
-def _init_worker(cfg: ExtractConfig, backends: Backends, refs, random_init: bool) -> None:
-    global _FINDER
-    import signal
-
-    import cv2
-
-    # Ctrl-C is the main process's to handle (it saves, then stops the pool); a worker that
-    # dies of it mid-task would leave the pool waiting for a result forever
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # each worker is one core's worth of work: stop OpenCV/BLAS from spawning more threads
-
-    cv2.setNumThreads(1)
-    _FINDER = FaceFinder(cfg, backends, refs, random_init)
-
-
-def _work(chunk: list[tuple[int, float | None, np.ndarray]]) -> ChunkResult:
-    assert _FINDER is not None
-    return _FINDER.process(chunk)
+# ---- identity references ----------------------------------------------------------------
 
 
 def identity_references(paths: list[str], finder: FaceFinder) -> np.ndarray:
@@ -246,6 +224,31 @@ class _TrackLinker:
             self.last[f.track] = (f.frame, f.box)
 
 
+class _DurableWrites:
+    """Face images are written (temp + rename) without an fsync each, which cost more than
+    encoding them; they are fsynced together just before the index that lists them is saved,
+    by which time the kernel has mostly written them already. The index never names an image
+    that a power cut could lose."""
+
+    def __init__(self, fs: fsmod.FaceSet) -> None:
+        self.fs = fs
+        self.pending: list[Path] = []
+
+    def write(self, path: Path, data: bytes) -> None:
+        fsmod.atomic_write_bytes(path, data, fsync=False)
+        self.pending.append(path)
+
+    def save(self) -> None:
+        for p in [*self.pending, *{p.parent for p in self.pending}]:  # files, then renames
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self.pending.clear()
+        self.fs.save()
+
+
 def _selected_frames(src: MediaSource, cfg: ExtractConfig) -> range:
     """The frame indices this run processes in a source (frame counts of videos are
     container estimates, used for progress and resume counts only)."""
@@ -270,17 +273,17 @@ def _face_record(fs: fsmod.FaceSet, key: str, f: FoundFace, folder: str) -> fsmo
         source=key,
         frame=f.frame,
         time=f.time,
-        box=[float(v) for v in f.box],
+        box=np.asarray(f.box, np.float64),
         score=_finite(f.score),
-        landmarks=f.landmarks.tolist(),
-        matrix=f.matrix.tolist(),
+        landmarks=np.asarray(f.landmarks, np.float64),
+        matrix=np.asarray(f.matrix, np.float64),
         yaw=_finite(f.yaw),
         pitch=_finite(f.pitch),
         roll=_finite(f.roll),
         blur=_finite(f.blur),
         residual=_finite(f.residual),
         jitter=_finite(f.jitter),
-        embedding=None if f.embedding is None else [float(v) for v in f.embedding],
+        embedding=None if f.embedding is None else np.asarray(f.embedding, np.float32),
         embedding_frame=f.embedding_frame,
         track=f.track,
         reason=f.rejected,
@@ -301,23 +304,45 @@ def extract(
     after saving a valid, resumable face set."""
     t_start = time.perf_counter()
     out = Path(output)
-    sources = open_inputs(inputs)
     backends = resolve_backends(cfg, check_weights=not random_init)
-    if identity and not cfg.embed:
-        log.info("--identity needs embeddings: computing them although embed is off")
-    main_finder = None
-    refs = None
-    if identity:
-        main_finder = FaceFinder(cfg, backends, None, random_init)
-        refs = identity_references(identity, main_finder)
-    _check_output(out)
-    with fsmod.writer_lock(out):
-        return _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progress,
-                               random_init, t_start, inputs)  # fmt: skip
+    n_workers = worker_count(cfg, backends)
+    pool = None
+    if n_workers > 1 and not identity:
+        # started first: the workers load their models while the inputs are probed and hashed
+        pool = WorkerPool(n_workers, (cfg, backends, None, random_init), preload=True)
+    try:
+        sources = open_inputs(inputs)
+        if identity and not cfg.embed:
+            log.info("--identity needs embeddings: computing them although embed is off")
+        main_finder = None
+        refs = None
+        if identity:
+            main_finder = FaceFinder(cfg, backends, None, random_init)
+            refs = identity_references(identity, main_finder)
+            if n_workers > 1:
+                pool = WorkerPool(n_workers, (cfg, backends, refs, random_init), preload=True)
+        _check_output(out)
+        with fsmod.writer_lock(out):
+            return _extract_locked(sources, out, cfg, backends, refs, main_finder, force,
+                                   progress, random_init, t_start, inputs, pool)  # fmt: skip
+    except WorkerError as exc:
+        raise WorkerError(f"extract stopped: {exc}; the face set keeps what was saved, "
+                          "run again to resume") from None  # fmt: skip
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def worker_count(cfg: ExtractConfig, backends: Backends) -> int:
+    """Worker processes for this run: one per core for the CPU backends; torch backends
+    batch on one device in-process (extra processes only fight over it)."""
+    if backends.device != "cpu" or backends.detector == "s3fd" or backends.aligner == "fan":
+        return 1
+    return cfg.workers or (os.cpu_count() or 1)
 
 
 def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progress,
-                    random_init, t_start, inputs) -> ExtractSummary:  # fmt: skip
+                    random_init, t_start, inputs, pool) -> ExtractSummary:  # fmt: skip
     fs = open_output(out, cfg, force, sources)
     fs.extract = to_dict(cfg)
     (out / fsmod.REJECTED_DIR).mkdir(exist_ok=True)
@@ -328,18 +353,12 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
     dropped: Counter = Counter()
     stage: dict[str, float] = defaultdict(float)
 
-    n_workers = cfg.workers or (os.cpu_count() or 1)
-    if backends.device != "cpu" or backends.detector == "s3fd" or backends.aligner == "fan":
-        n_workers = 1  # torch backends batch on one device; extra processes only fight over it
-    pool = None
-    if n_workers > 1:
-        ctx = mp.get_context("spawn")
-        pool = ctx.Pool(n_workers, _init_worker, (cfg, backends, refs, random_init))
-        run = lambda chunks: pool.imap(_work, chunks)  # noqa: E731
+    if pool is not None:
+        run = lambda chunks: pool.imap(prefetch(chunks))  # noqa: E731
     else:
         finder = main_finder or FaceFinder(cfg, backends, refs, random_init)
         finder.refs = refs
-        run = lambda chunks: map(finder.process, chunks)  # noqa: E731
+        run = lambda chunks: map(finder.process, prefetch(chunks))  # noqa: E731
 
     for src in sources:
         fs.sources.setdefault(src.key, fsmod.Source(
@@ -353,6 +372,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
     if progress:
         progress(0, 0, todo)
 
+    durable = _DurableWrites(fs)
     last_save = time.monotonic()
     index_saved = True  # False once a save failed: the finally below does not try again
     try:
@@ -379,7 +399,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
                     summary.faces_found += 1
                     folder = fsmod.REJECTED_DIR if f.rejected else fsmod.FACES_DIR
                     rec = _face_record(fs, key, f, folder)
-                    fsmod.atomic_write_bytes(fs.path_of(rec), f.image)
+                    durable.write(fs.path_of(rec), f.image)
                     if f.rejected:
                         rejected[f.rejected] += 1
                         fs.rejected.append(rec)
@@ -390,7 +410,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
                 summary.frames_read += len(result.frames)
                 stage["write"] += time.perf_counter() - t0
                 if time.monotonic() - last_save > cfg.save_every:
-                    fs.save()
+                    durable.save()
                     last_save = time.monotonic()
                 if progress:
                     progress(len(result.frames), summary.faces_kept, todo)
@@ -399,7 +419,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
         # a full disk often refuses the index save too: then the index on disk stays as it
         # was at the last save (valid), and the next run redoes the frames after it
         try:
-            fs.save()
+            durable.save()
             kept = "progress so far is saved"
         except OSError:
             index_saved = False
@@ -408,13 +428,10 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
         raise BadInput(f"{out}: {what} while saving faces ({exc.strerror or exc}); "
                        f"{kept}") from None  # fmt: skip
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
         # runs on success, Ctrl-C and errors alike: what was written is indexed
         try:
             if index_saved:
-                fs.save()
+                durable.save()
         except OSError:
             log.error("could not save the face set index in %s", out)
     if summary.frames_read and not summary.faces_found and not summary.frames_resumed:

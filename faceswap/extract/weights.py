@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,18 @@ def dlib_weight(name: str) -> Path:
 
 
 def hub_checkpoints_dir() -> Path:
-    import torch
-
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """torch.hub's checkpoint folder. Worked out the way torch.hub.get_dir() does when torch is
+    not loaded yet: looking for weight files must not cost a CPU-only dlib run the seconds of
+    importing torch."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    if os.environ.get("TORCH_HOME"):
+        hub = Path(os.environ["TORCH_HOME"]).expanduser() / "hub"
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        hub = Path(cache).expanduser() / "torch" / "hub"
+    return hub / "checkpoints"
 
 
 def search_dirs(weights_dir: str | os.PathLike | None) -> list[Path]:

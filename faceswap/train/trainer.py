@@ -38,13 +38,15 @@ from faceswap.config import from_dict, to_dict
 from faceswap.data import BatchStream, FaceDataset, leak_report, split_train_val
 from faceswap.data.loader import balance_weights
 from faceswap.errors import BadInput
-from faceswap.models import Autoencoder, build_model, count_parameters, flops_per_sample
+from faceswap.models import Autoencoder, build_model, count_parameters
+from faceswap.models.measure import cached_flops_per_sample
 from faceswap.train import checkpoint as ck
 from faceswap.train import distributed as dd
 from faceswap.train.budget import CALIBRATE, RE_ESTIMATE, BudgetClock, estimate_total
 from faceswap.train.config import TrainConfig
 from faceswap.train.losses import FaceLoss
 from faceswap.train.monitor import MonitorState, event_kind, monitor_update
+from faceswap.train.runlock import locked_run
 from faceswap.train.runtime import keep_freed_memory_in_heap
 from faceswap.train.schedules import PlateauState, ScheduleConfig, lr_at, plateau_update
 from faceswap.train.schedules import resolve as resolve_schedule
@@ -186,7 +188,7 @@ class Trainer:
         if cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.parameters = count_parameters(self.model)
-        self.flops = flops_per_sample(build_model(cfg.model), res)["forward_backward"]
+        self.flops = cached_flops_per_sample(cfg.model, res)["forward_backward"]
         self.loss_fn = FaceLoss(cfg.loss)
         # every parameter, frozen or not: a part that thaws later is updated from then on, and
         # the optimizer's parameter numbering (which its checkpoint uses) never changes
@@ -563,6 +565,7 @@ class Trainer:
         return val, best, stop
 
     # ---- the loop ------------------------------------------------------------------------------
+    @locked_run  # one trainer per run folder; a second one fails naming the first
     def train(self, progress: Progress | None = None, tensorboard: bool = True) -> TrainSummary:
         cfg = self.cfg
         if self.is_main:

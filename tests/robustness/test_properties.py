@@ -143,7 +143,13 @@ def _well_formed(fs: fsmod.FaceSet) -> None:
 
 def _sample_index(root) -> dict:
     """A small valid index with every optional part present: a source with processed spans,
-    a face with an embedding, a rejected face with a reason."""
+    a face with an embedding, a rejected face with a reason. Saved in `root` (a temp folder
+    when None), so the arrays file its index names is there."""
+    if root is None:
+        import tempfile
+        from pathlib import Path
+
+        root = Path(tempfile.mkdtemp(prefix="sample_index_"))
     fs = fsmod.FaceSet(root=root, size=64, centering="face")
     fs.sources["clip_0123abcd"] = fsmod.Source("clip.mp4", "ab" * 32, "video", 640, 360, 25.0,
                                                 100, [[0, 10], [20, 21]])  # fmt: skip
@@ -154,7 +160,8 @@ def _sample_index(root) -> dict:
                 embedding_frame=0, track=0)  # fmt: skip
     fs.faces.append(fsmod.Face(file="faces/a.png", **face))
     fs.rejected.append(fsmod.Face(file="rejected/b.png", reason="blurry", **face))
-    return json.loads(fs.dumps())
+    fs.save()
+    return json.loads(fs.index_path.read_text())
 
 
 def _kinds(tree) -> dict[tuple, list[tuple]]:

@@ -304,13 +304,15 @@ INDEX_ATTACKS = {
         lambda d: [s.update(width=1 << 40) for s in d["sources"].values()],
         "width must be a positive integer",
     ),  # fmt: skip
-    "landmarks-as-text": (
-        lambda d: d["faces"][0].update(landmarks=[["1", "2"]] * 68),
-        "landmarks must be 68 x 2 numbers",
+    # face-set v2: the arrays live in a binary file the index names by row
+    "row-out-of-range": (lambda d: d["faces"][0].update(row=10**6), "bad arrays row 1000000"),
+    "row-as-code": (
+        lambda d: d["faces"][0].update(row="__import__('os').system('x')"),
+        "bad arrays row",
     ),  # fmt: skip
-    "matrix-as-code": (
-        lambda d: d["faces"][0].update(matrix="__import__('os').system('x')"),
-        "matrix must be 2 x 3 numbers",
+    "arrays-path-traversal": (
+        lambda d: d["arrays"].update(file="../../outside.png"),
+        "arrays must name a faceset.N.arrays file",
     ),  # fmt: skip
     "frame-as-float": (lambda d: d["faces"][0].update(frame=1.5), "bad frame number"),
 }
