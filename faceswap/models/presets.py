@@ -43,7 +43,7 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
 
 # The model `faceswap train` builds when none is named: what trains best in an hour on the
 # device (docs/quality.md has the measurements behind the CPU choice).
-DEFAULT_PRESET = {"cpu": "lightweight", "cuda": "sae-128"}
+DEFAULT_PRESET = {"cpu": "liae-64", "cuda": "liae-128"}
 
 
 def default_preset(device_type: str) -> str:

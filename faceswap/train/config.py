@@ -34,7 +34,7 @@ class TrainConfig:
     budget_clock: str = option(
         "wall", "the budget's clock: wall, or cpu (process CPU time, for benchmarks)"
     )
-    batch_size: int = option(16, "faces per side per step")
+    batch_size: int = option(8, "faces per side per step")
     seed: int = option(0, "seed of the split, data order, augmentation and init")
     val_fraction: float = option(0.05, "share of each face set held out for validation")
     balance_yaw: bool = option(

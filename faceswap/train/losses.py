@@ -247,7 +247,7 @@ class LossConfig:
     """Training loss: a weighted sum of reconstruction terms, face-mask weighting, mask loss."""
 
     terms: dict[str, float] = option(
-        {"mae": 1.0}, "weights of the reconstruction terms: mae, mse, ssim, ms_ssim"
+        {"mae": 1.0, "ssim": 0.5}, "weights of the reconstruction terms: mae, mse, ssim, ms_ssim"
     )
     masked: bool = option(True, "weight the reconstruction loss by the face mask")
     background_weight: float = option(

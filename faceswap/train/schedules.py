@@ -38,7 +38,7 @@ class ScheduleConfig:
     """Learning-rate schedule."""
 
     name: str = option("cosine", "schedule: constant, cosine, step, onecycle or plateau")
-    lr: float = option(5e-5, "peak (base) learning rate")
+    lr: float = option(4e-4, "peak (base) learning rate")
     warmup_steps: int = option(
         -1, "steps of linear warmup from 0 to lr (-1 = auto: 3% of total_steps, at most 300)"
     )
