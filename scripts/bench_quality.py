@@ -181,8 +181,8 @@ def run_pair(name: str, args, judge) -> list[dict]:
     for mark in args.marks:
         m = marks[mark]
         # a convert setting judged on another tag's run gets videos of its own
-        name = run.name if args.tag == (args.from_run or args.tag) else f"{run.name}-{args.tag}"
-        out = work / "out" / f"{name}-{int(mark)}.mp4"
+        video = run.name if args.tag == (args.from_run or args.tag) else f"{run.name}-{args.tag}"
+        out = work / "out" / f"{video}-{int(mark)}.mp4"
         if args.rejudge and out.is_file():
             log.info("judging %s again (no convert)", out)
         else:
