@@ -15,6 +15,14 @@ from faceswap.errors import BadInput
 log = logging.getLogger("faceswap")
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop by the user or a signal, with the line to print and the exit code."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
+
+
 class Parser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line and exits 2."""
 

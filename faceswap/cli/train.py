@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from faceswap.cli.common import Command, emit, progress_bar
+from faceswap.cli.common import Command, Interrupted, emit, progress_bar
 from faceswap.errors import BadInput
 
 log = logging.getLogger("faceswap")
@@ -129,6 +129,11 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
         latest = latest_checkpoint(run_dir)
         if latest is not None:
             trainer.restore(latest)
+            if main_rank:
+                log.info("resuming %s at step %d from %s (written %s ago)", run_dir,
+                         trainer.step, latest, _ago(latest))  # fmt: skip
+        elif main_rank:
+            log.warning("%s: no checkpoint yet; starting again from step 0", run_dir)
     elif args.init_from is not None:
         from faceswap.train.weight_import import init_from
 
@@ -139,7 +144,8 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
     log.info("model %s %dpx: %.1f M parameters, %.2f GFLOP per sample (forward+backward)",
              cfg.model.arch, cfg.model.resolution, trainer.parameters / 1e6,
              trainer.flops / 1e9)  # fmt: skip
-    bar = progress_bar(cfg.steps - trainer.step, "train", unit="step", show=main_rank)
+    bar = progress_bar(cfg.steps, "train", unit="step", show=main_rank)
+    bar.update(trainer.step)  # a resumed run's bar counts from its step, not from 0
 
     def progress(step: int, d: dict) -> None:
         bar.update(1)
@@ -148,6 +154,15 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
 
     try:
         s = trainer.train(progress, tensorboard=not args.no_tensorboard)
+    except KeyboardInterrupt as exc:
+        from faceswap.train.checkpoint import latest_checkpoint
+
+        latest = latest_checkpoint(run_dir)
+        why = {"SIGTERM": ("terminated (SIGTERM)", 143), "SIGHUP": ("hung up (SIGHUP)", 129)}
+        what, code = why.get(str(exc), ("interrupted", 130))
+        saved = f"saved {latest}" if latest else "nothing saved yet (no step finished)"
+        raise Interrupted(f"{what} at step {trainer.step}; {saved}; resume with: "
+                          f"{_resume_command(args)}", code) from None  # fmt: skip
     finally:
         bar.close()
 
@@ -169,6 +184,31 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
             data["import"] = report.to_dict()
         emit(args, data, human)
     return 0
+
+
+def _ago(path: Path) -> str:
+    """How long ago a checkpoint was written, in words ("3 min", "2.5 h")."""
+    import time
+
+    try:
+        secs = max(0.0, time.time() - (path / "state.json").stat().st_mtime)
+    except OSError:
+        return "an unknown time"
+    if secs < 120:
+        return f"{secs:.0f} s"
+    if secs < 7200:
+        return f"{secs / 60:.0f} min"
+    return f"{secs / 3600:.1f} h" if secs < 172800 else f"{secs / 86400:.1f} days"
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    import shlex
+
+    parts = ["faceswap", "train", "-A", args.faceset_a, "-B", args.faceset_b, "-o", args.output,
+             "--resume"]  # fmt: skip
+    if args.steps is not None:
+        parts += ["--steps", str(args.steps)]
+    return " ".join(shlex.quote(str(p)) for p in parts)
 
 
 LR_FIND_EXAMPLES = """examples:

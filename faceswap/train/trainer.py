@@ -5,8 +5,8 @@
         z = model.encode(cat(a.input, b.input))           # one encoder pass for both sides
         loss = FaceLoss(decode(z_a, "a"), a) + FaceLoss(decode(z_b, "b"), b)
         step the optimizer at lr_at(schedule, step)       # pure function of the step
-        every val_every: validation loss per side -> monitor (best, overfitting), plateau
-        every save_every: checkpoint (weights, optimizer, data positions, RNG, monitor)
+        every val_every steps or val_minutes: validation loss per side -> monitor, plateau
+        every save_every steps or save_minutes: checkpoint (weights, optimizer, data, RNG)
 
 Frozen parts (cfg.freeze, a pure function of the step like the LR) have requires_grad off: no
 gradient is computed for them, so AdamW skips them (no moments, no weight decay) until they thaw.
@@ -22,6 +22,8 @@ import errno
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +40,7 @@ from faceswap.config import from_dict, to_dict
 from faceswap.data import BatchStream, FaceDataset, leak_report, split_train_val
 from faceswap.errors import BadInput
 from faceswap.models import Autoencoder, build_model, count_parameters, flops_per_sample
+from faceswap.train import cadence
 from faceswap.train import checkpoint as ck
 from faceswap.train import distributed as dd
 from faceswap.train.config import TrainConfig
@@ -422,14 +425,30 @@ class Trainer:
             out[side] = total / max(count, 1)
         return out
 
+    def preview_faces(self, side: str, n: int) -> list[int]:
+        """Positions in the validation set of `n` faces that differ most in pose and expression:
+        farthest-point sampling on the aligned landmarks, from the face nearest the mean. Pure
+        function of the split, so every preview of a run (and of its resumes) shows the same
+        faces and progress is comparable."""
+        lms = self.val_sets[side].landmarks.reshape(len(self.val_sets[side]), -1).astype(np.float64)
+        if len(lms) <= n:
+            return list(range(len(lms)))
+        picked = [int(np.argmin(np.linalg.norm(lms - lms.mean(0), axis=1)))]
+        dist = np.linalg.norm(lms - lms[picked[0]], axis=1)
+        while len(picked) < n:
+            picked.append(int(np.argmax(dist)))
+            dist = np.minimum(dist, np.linalg.norm(lms - lms[picked[-1]], axis=1))
+        return picked
+
     @torch.no_grad()
     def preview(self, n: int = 4) -> np.ndarray:
-        """Grid rows of (A, A->A, A->B, B, B->B, B->A) on held-out faces: uint8 (H, W, 3) RGB."""
+        """Grid rows of (A, A->A, A->B, B, B->B, B->A) on held-out faces chosen by
+        preview_faces, under a header naming the columns: uint8 (H, W, 3) RGB."""
         self.model.eval()
         cells = []
         for side, other in (("a", "b"), ("b", "a")):
             ds = self.val_sets[side]
-            x = torch.stack([ds[i]["target"] for i in range(min(n, len(ds)))])
+            x = torch.stack([ds[i]["target"] for i in self.preview_faces(side, n)])
             x = self._prep({"x": x})["x"]
             with self._autocast():
                 z = self.model.encode(x)
@@ -438,7 +457,8 @@ class Trainer:
             cells.append(torch.cat([x, same.float(), swap.float()], dim=3))  # side by side
         rows = torch.cat([torch.cat([cells[0][i], cells[1][i]], dim=2)
                           for i in range(min(len(cells[0]), len(cells[1])))], dim=1)  # fmt: skip
-        return (rows.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+        grid = (rows.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+        return np.concatenate([preview_header(grid.shape[1] // 6), grid], axis=0)
 
     def _save_preview(self) -> Path:
         import cv2
@@ -480,10 +500,18 @@ class Trainer:
                 row = {"step": self.step, "train": train_mean, "val_a": val["a"],
                        "val_b": val["b"], "gap": val_mean - train_mean}  # fmt: skip
                 fh.write(json.dumps(row) + "\n")
-        stop = bool(self.cfg.early_stop) and (
-            self.step - self.monitor.best_step >= self.cfg.early_stop * self.cfg.val_every
-        )
+        # counted in evaluations, not steps: validation may run by the clock
+        since_best = sum(1 for s, _, _ in self.monitor.history if s > self.monitor.best_step)
+        stop = bool(self.cfg.early_stop) and since_best >= self.cfg.early_stop
         return val, best, stop
+
+    def _agree(self, flags: dict[str, bool]) -> dict[str, bool]:
+        """Rank 0's decisions for every rank (time-based cadence reads a clock per process)."""
+        if not self.dist.enabled:
+            return flags
+        mine = [float(v) if self.is_main else 0.0 for v in flags.values()]
+        summed = dd.all_reduce_sum(mine, self.dist, self.device)
+        return {k: v > 0 for k, v in zip(flags, summed)}
 
     # ---- the loop ------------------------------------------------------------------------------
     def train(self, progress: Progress | None = None, tensorboard: bool = True) -> TrainSummary:
@@ -509,36 +537,55 @@ class Trainer:
             self.lineage["start_val"] = dict(val)
             if self.is_main:
                 self.save(best=is_best)
+        now = time.monotonic()
+        due = {
+            "val": cadence.Due(cfg.val_every, 60.0 * cfg.val_minutes, self.step, now),
+            "preview": cadence.Due(cfg.preview_every, 60.0 * cfg.preview_minutes, self.step, now),
+            "save": cadence.Due(cfg.save_every, 60.0 * cfg.save_minutes, self.step, now),
+        }
         try:
-            while self.step < cfg.steps:
-                t_step = time.perf_counter()
-                last = self.train_step()
-                rate = faces_per_step / max(time.perf_counter() - t_step, 1e-9)
-                last["samples_per_s"] = rate
-                if self.writer is not None and self.step % cfg.log_every == 0:
-                    for k, v in last.items():
-                        if math.isfinite(v):
-                            self.writer.add_scalar(f"train/{k}", v, self.step)
-                if progress:
-                    progress(self.step, last)
-                is_best = early = False
-                if self.step % cfg.val_every == 0 or self.step == cfg.steps:
-                    val, is_best, early = self._evaluate()
-                # only rank 0 writes previews and checkpoints
-                if self.is_main and (self.step % cfg.preview_every == 0 or self.step == cfg.steps):
-                    self._save_preview()
-                if self.is_main and (
-                    self.step % cfg.save_every == 0 or self.step == cfg.steps or is_best
-                ):
-                    self.save(best=is_best)
-                if early:
-                    stopped = (
-                        f"early stop: no better validation loss for {cfg.early_stop} evaluations"
-                    )
-                    log.warning(stopped)
-                    if self.is_main:
-                        self.save()
-                    break
+            with _stop_on_signals() as signalled:
+                while self.step < cfg.steps:
+                    t_step = time.perf_counter()
+                    last = self.train_step()
+                    rate = faces_per_step / max(time.perf_counter() - t_step, 1e-9)
+                    last["samples_per_s"] = rate
+                    if self.writer is not None and self.step % cfg.log_every == 0:
+                        for k, v in last.items():
+                            if math.isfinite(v):
+                                self.writer.add_scalar(f"train/{k}", v, self.step)
+                    if progress:
+                        progress(self.step, last)
+                    now, end = time.monotonic(), self.step == cfg.steps
+                    # ranks must agree: the clock of rank 0 decides for all
+                    run = self._agree({k: end or cadence.is_due(d, self.step, now)
+                                       for k, d in due.items()})  # fmt: skip
+                    is_best = early = False
+                    if run["val"]:
+                        val, is_best, early = self._evaluate()
+                        cadence.mark(due["val"], self.step, now)
+                    # only rank 0 writes previews and checkpoints
+                    if run["preview"]:
+                        if self.is_main:
+                            self._save_preview()
+                        cadence.mark(due["preview"], self.step, now)
+                    if run["save"] or is_best:
+                        if self.is_main:
+                            self.save(best=is_best)
+                        cadence.mark(due["save"], self.step, now)
+                    if early:
+                        stopped = (
+                            f"early stop: no better validation loss for {cfg.early_stop} "
+                            "evaluations"
+                        )
+                        log.warning(stopped)
+                        if self.is_main:
+                            self.save()
+                        break
+                    if signalled:
+                        # SIGTERM/SIGHUP: finish the step, then leave exactly like Ctrl-C
+                        log.warning("%s received at step %d", signalled[0], self.step)
+                        raise KeyboardInterrupt(signalled[0])
         except KeyboardInterrupt:
             if self.step > start and self.is_main:
                 self.save()
@@ -563,6 +610,49 @@ class Trainer:
             best_step=self.monitor.best_step if self.monitor.best_step >= 0 else None,
             events=self.events, stopped=stopped, lineage=self.lineage,
         )  # fmt: skip
+
+
+PREVIEW_COLUMNS = ("A", "A->A", "A->B", "B", "B->B", "B->A")
+
+
+def preview_header(cell: int) -> np.ndarray:
+    """(h, 6 * cell, 3) uint8 strip with the preview's column names: the input face, its
+    reconstruction by its own decoder, and its swap by the other decoder, for A then B."""
+    import cv2
+
+    h = max(14, cell // 6)
+    strip = np.full((h, 6 * cell, 3), 32, np.uint8)
+    scale = h / 30.0
+    for k, name in enumerate(PREVIEW_COLUMNS):
+        (w, th), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        org = (k * cell + max(0, (cell - w) // 2), (h + th) // 2)
+        cv2.putText(strip, name, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)  # fmt: skip
+    return strip
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM and SIGHUP (a closed terminal, `kill`, a scheduler ending the job) stop training
+    like Ctrl-C: the loop sees the name in the yielded list after its step, saves and exits.
+    Only in the main thread (signal handlers cannot be set elsewhere); old handlers come back."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    old = {}
+
+    def handler(signum, _frame) -> None:
+        received.append(signal.Signals(signum).name)
+
+    for n in names:
+        old[n] = signal.signal(getattr(signal, n), handler)
+    try:
+        yield received
+    finally:
+        for n, h in old.items():
+            signal.signal(getattr(signal, n), h)
 
 
 # ---- run folders -------------------------------------------------------------------------------
