@@ -63,14 +63,11 @@ def _config(cls, args: argparse.Namespace, names: dict[str, str]):
 
 
 def _load(path: str | None, what: str):
-    from faceswap import faceset as fsmod
+    from faceswap.cli.common import load_faceset
 
     if path is None:
         return None
-    try:
-        return fsmod.load(path)
-    except BadInput as exc:
-        raise BadInput(f"{what}: {exc}") from None
+    return load_faceset(path, what)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:

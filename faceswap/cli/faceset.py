@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from faceswap.cli.common import Command, Parser, emit
+from faceswap.cli.common import Command, Parser, emit, load_faceset
 from faceswap.errors import BadInput
 
 log = logging.getLogger("faceswap")
@@ -103,7 +103,7 @@ def _print_moved(flagged, verb: str, dry: bool, total: int) -> None:
 def _run_faceset(args: argparse.Namespace) -> int:
     from faceswap import faceset as fsmod
 
-    fs = fsmod.load(args.faceset)
+    fs = load_faceset(args.faceset, "faceset")
     dry = getattr(args, "dry_run", False)
     if args.action in ("filter", "dedupe", "remove", "restore") and not dry:
         with fsmod.writer_lock(fs.root):

@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from faceswap.cli.common import Command, Interrupted, emit, progress_bar
+from faceswap.cli.common import Command, Interrupted, emit, load_faceset, progress_bar
 from faceswap.errors import BadInput
 
 log = logging.getLogger("faceswap")
@@ -83,7 +83,6 @@ def _train_config(args: argparse.Namespace):
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from faceswap import faceset as fsmod
     from faceswap.train import distributed as dd
     from faceswap.train.trainer import open_run
 
@@ -100,7 +99,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
         args.load = parse_parts(args.load) if args.load is not None else PARTS
         args.init_from = resolve_checkpoint(args.init_from)
-    fs_a, fs_b = fsmod.load(args.faceset_a), fsmod.load(args.faceset_b)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"-o {run_dir}: is a file; a run is a folder (a new name, or an existing "
+                       "run with --resume)")  # fmt: skip
+    fs_a, fs_b = load_faceset(args.faceset_a, "-A"), load_faceset(args.faceset_b, "-B")
     if args.resume:
         cfg = open_run(run_dir, _train_config(args) if args.model else None, resume=True)
         if args.steps is not None:
@@ -234,7 +236,6 @@ def _add_lr_find(p: argparse.ArgumentParser) -> None:
 
 
 def _run_lr_find(args: argparse.Namespace) -> int:
-    from faceswap import faceset as fsmod
     from faceswap.train.lr_find import plot_lr_find, run_lr_find, suggest_lr
     from faceswap.train.trainer import Trainer
 
@@ -247,7 +248,8 @@ def _run_lr_find(args: argparse.Namespace) -> int:
         raise BadInput(f"{out}: exists and is not a folder")
     args.steps, n_steps = None, args.steps  # --steps means LRs here, not training steps
     cfg = _train_config(args)
-    trainer = Trainer(cfg, fsmod.load(args.faceset_a), fsmod.load(args.faceset_b), out)
+    fs_a, fs_b = load_faceset(args.faceset_a, "-A"), load_faceset(args.faceset_b, "-B")
+    trainer = Trainer(cfg, fs_a, fs_b, out)
     bar = progress_bar(n_steps, "lr-find", unit="lr")
 
     def step(lr: float) -> float:

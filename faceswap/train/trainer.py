@@ -711,6 +711,8 @@ def open_run(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfi
         if cfg is not None:
             saved.steps = cfg.steps  # extending a run is the one change a resume allows
         return saved
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: is a file; the run folder must be a new name or a run")
     if exists or (run_dir.exists() and any(run_dir.iterdir())):
         raise BadInput(
             f"{run_dir}: run folder exists; continue it with --resume or choose another -o"
