@@ -47,7 +47,7 @@ def progress_bar(total: int | None, desc: str, unit: str = "frame", show: bool =
                 disable=not show or not sys.stderr.isatty() or None)  # fmt: skip
 
 
-def check_faceset_path(path: str, option: str) -> None:
+def check_faceset_path(path: str, option: str = "") -> None:
     """A face-set argument that is not a face-set folder: one line saying what it is instead.
 
     The most common mistakes are passing the video itself (before `faceswap extract`), a file,
@@ -56,32 +56,34 @@ def check_faceset_path(path: str, option: str) -> None:
     from faceswap.media import IMAGE_EXTS, VIDEO_EXTS
 
     p = Path(path)
+    what = f"{option} {path}" if option else str(path)
     if p.is_file():
         ext = p.suffix.lower()
         if ext in VIDEO_EXTS or ext in IMAGE_EXTS:
             kind = "a video" if ext in VIDEO_EXTS else "an image"
-            raise BadInput(f"{option} {path}: is {kind}, not a face set; run `faceswap extract "
+            raise BadInput(f"{what}: is {kind}, not a face set; run `faceswap extract "
                            f"{path} -o faces/{p.stem}` first and pass faces/{p.stem}")  # fmt: skip
-        raise BadInput(f"{option} {path}: is a file; a face set is a folder (made by "
+        raise BadInput(f"{what}: is a file; a face set is a folder (made by "
                        "`faceswap extract`)")  # fmt: skip
     if p.is_dir() and not (p / INDEX).is_file():
         sets = sorted(q.name for q in p.iterdir() if (q / INDEX).is_file())
         if sets:
-            raise BadInput(f"{option} {path}: is not a face set but holds face sets "
+            raise BadInput(f"{what}: is not a face set but holds face sets "
                            f"({', '.join(sets[:4])}{', ...' if len(sets) > 4 else ''}); "
                            f"pass one, e.g. {p / sets[0]}")  # fmt: skip
 
 
-def load_faceset(path: str, option: str):
-    """faceset.load with the argument's option named in every error."""
+def load_faceset(path: str, option: str = ""):
+    """faceset.load with the argument's option (if any) named in every error."""
     from faceswap import faceset as fsmod
 
     check_faceset_path(path, option)
     try:
         return fsmod.load(path)
     except BadInput as exc:
-        msg = str(exc)
-        raise BadInput(msg if msg.startswith(option) else f"{option} {msg}") from None
+        if not option:
+            raise
+        raise BadInput(f"{option}: {exc}") from None
 
 
 def frame_range(text: str | None) -> tuple[int, int | None]:

@@ -103,7 +103,7 @@ def _print_moved(flagged, verb: str, dry: bool, total: int) -> None:
 def _run_faceset(args: argparse.Namespace) -> int:
     from faceswap import faceset as fsmod
 
-    fs = load_faceset(args.faceset, "faceset")
+    fs = load_faceset(args.faceset)
     dry = getattr(args, "dry_run", False)
     if args.action in ("filter", "dedupe", "remove", "restore") and not dry:
         with fsmod.writer_lock(fs.root):
