@@ -339,7 +339,7 @@ class Trainer:
         parts = {}
         total = 0.0
         for side, batch in (("a", a), ("b", b)):
-            rgb, mask = out[side]
+            rgb, mask = outside_frame_as_target(*out[side], batch)
             loss, p = self.loss_fn(rgb, mask, batch["target"], batch["mask"], batch["eyes"],
                                    batch["mouth"])  # fmt: skip
             total = total + loss
@@ -414,9 +414,9 @@ class Trainer:
             for start in starts:
                 items = [ds[i] for i in range(start, min(n, start + self.cfg.batch_size))]
                 batch = self._prep({k: torch.stack([it[k] for it in items])
-                                    for k in ("input", "target", "mask", "eyes", "mouth")})  # fmt: skip
+                                    for k in ("input", "target", "mask", "eyes", "mouth", "valid")})  # fmt: skip
                 with self._autocast():
-                    rgb, mask = self.model(batch["input"], side)
+                    rgb, mask = outside_frame_as_target(*self.model(batch["input"], side), batch)
                 loss, _ = self.loss_fn(rgb, mask, batch["target"], batch["mask"], batch["eyes"],
                                        batch["mouth"])  # fmt: skip
                 total += float(loss) * len(items)
@@ -610,6 +610,20 @@ class Trainer:
             best_step=self.monitor.best_step if self.monitor.best_step >= 0 else None,
             events=self.events, stopped=stopped, lineage=self.lineage,
         )  # fmt: skip
+
+
+def outside_frame_as_target(rgb: torch.Tensor, mask: torch.Tensor | None, batch: dict):
+    """The prediction with the crop's padded part (past the source frame's edge, batch
+    "valid" 0) replaced by the target: no loss and no gradient there, for every loss term.
+    rgb (B, 3, R, R), mask (B, 1, R, R) or None, valid (B, 1, R, R) in [0, 1]."""
+    valid = batch.get("valid")
+    if valid is None:
+        return rgb, mask
+    valid = valid.to(rgb.dtype)
+    rgb = rgb * valid + batch["target"].to(rgb.dtype) * (1 - valid)
+    if mask is not None:
+        mask = mask * valid + batch["mask"].to(mask.dtype) * (1 - valid)
+    return rgb, mask
 
 
 PREVIEW_COLUMNS = ("A", "A->A", "A->B", "B", "B->B", "B->A")
