@@ -30,7 +30,7 @@ def test_loaded_machine_gets_fewer_steps_within_the_budget(step_seconds):
 def test_floor_and_off():
     cfg = PROFILES["cpu"]
     b = adapt_steps(cfg, 60.0)  # a minute a step: the floor, not zero
-    assert b["steps"] == round(0.1 * cfg.steps) and b["fit_steps"] >= 1
+    assert b["steps"] == round(0.05 * cfg.steps) and b["fit_steps"] >= 1
     off = adapt_steps(replace(cfg, budget_minutes=0.0), 60.0)
     assert off["steps"] == cfg.steps
     with pytest.raises(ValueError):

@@ -210,7 +210,7 @@ def train_config(cfg: DemoConfig, device: str) -> dict[str, Any]:
 _OVERHEAD = 1.15
 # Never fewer than this share of the planned steps: a model that has seen almost nothing
 # makes a demo that shows nothing.
-_MIN_SHARE = 0.1
+_MIN_SHARE = 0.05
 
 
 def adapt_steps(cfg: DemoConfig, step_seconds: float) -> dict[str, Any]:
