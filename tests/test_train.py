@@ -229,13 +229,16 @@ def test_preview_has_labels_and_fixed_varied_faces(faceset_pair, tmp_path):
     t = _trainer(faceset_pair, tmp_path / "run", steps=1)
     picks = t.preview_faces("a", 4)
     assert len(set(picks)) == 4 and picks == t.preview_faces("a", 4)  # distinct, fixed
-    # farthest-point: the picked faces are further apart than the first four of the split
-    lms = t.val_sets["a"].landmarks.reshape(len(t.val_sets["a"]), -1)
+    # farthest-point over all of A's faces: further apart than four neighbouring val faces
+    sets = {"val": t.val_sets["a"], "train": t.train_sets["a"]}
 
-    def spread(idx):
-        return min(float(((lms[i] - lms[j]) ** 2).sum()) for i in idx for j in idx if i < j)
+    def lm(key):
+        return sets[key[0]].landmarks[key[1]].ravel()
 
-    assert spread(picks) >= spread(range(4))
+    def spread(keys):
+        return min(float(((lm(p) - lm(q)) ** 2).sum()) for p in keys for q in keys if p < q)
+
+    assert spread(picks) > spread([("val", i) for i in range(4)])
     grid = t.preview()
     header = grid[: grid.shape[0] - 4 * 64]
     assert grid.shape[1] == 6 * 64 and 0 < header.shape[0] < 64

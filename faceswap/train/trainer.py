@@ -425,30 +425,42 @@ class Trainer:
             out[side] = total / max(count, 1)
         return out
 
-    def preview_faces(self, side: str, n: int) -> list[int]:
-        """Positions in the validation set of `n` faces that differ most in pose and expression:
-        farthest-point sampling on the aligned landmarks, from the face nearest the mean. Pure
-        function of the split, so every preview of a run (and of its resumes) shows the same
-        faces and progress is comparable."""
-        lms = self.val_sets[side].landmarks.reshape(len(self.val_sets[side]), -1).astype(np.float64)
-        if len(lms) <= n:
-            return list(range(len(lms)))
+    def preview_faces(self, side: str, n: int) -> list[tuple[str, int]]:
+        """`n` faces of a side that differ most in pose and expression, as ("val" | "train",
+        position) pairs: farthest-point sampling on the aligned landmarks of all its faces
+        (a validation split is a few short blocks of frames, too alike on a short clip), from
+        the face nearest the mean. A pure function of the split, so every preview of a run
+        (and of its resumes) shows the same faces and progress is comparable."""
+        sets = [("val", self.val_sets[side]), ("train", self.train_sets[side])]
+        keys = [(name, i) for name, ds in sets for i in range(len(ds))]
+        lms = np.concatenate([ds.landmarks.reshape(len(ds), -1) for _, ds in sets]).astype(
+            np.float64
+        )
+        if len(keys) <= n:
+            return keys
         picked = [int(np.argmin(np.linalg.norm(lms - lms.mean(0), axis=1)))]
         dist = np.linalg.norm(lms - lms[picked[0]], axis=1)
         while len(picked) < n:
             picked.append(int(np.argmax(dist)))
             dist = np.minimum(dist, np.linalg.norm(lms - lms[picked[-1]], axis=1))
-        return picked
+        return [keys[i] for i in picked]
+
+    def _clean_face(self, side: str, key: tuple[str, int]) -> torch.Tensor:
+        """(3, R, R) float RGB in [0, 1], without augmentation."""
+        name, i = key
+        if name == "val":
+            return self.val_sets[side][i]["target"]
+        img = self.train_sets[side].images[i]  # (R, R, 3) uint8 RGB
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
 
     @torch.no_grad()
     def preview(self, n: int = 4) -> np.ndarray:
-        """Grid rows of (A, A->A, A->B, B, B->B, B->A) on held-out faces chosen by
-        preview_faces, under a header naming the columns: uint8 (H, W, 3) RGB."""
+        """Grid rows of (A, A->A, A->B, B, B->B, B->A) on the faces preview_faces picks, under a
+        header naming the columns: uint8 (H, W, 3) RGB."""
         self.model.eval()
         cells = []
         for side, other in (("a", "b"), ("b", "a")):
-            ds = self.val_sets[side]
-            x = torch.stack([ds[i]["target"] for i in self.preview_faces(side, n)])
+            x = torch.stack([self._clean_face(side, k) for k in self.preview_faces(side, n)])
             x = self._prep({"x": x})["x"]
             with self._autocast():
                 z = self.model.encode(x)
