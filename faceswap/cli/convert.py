@@ -109,9 +109,6 @@ def _run_convert(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if args.preview < 0:
         raise BadInput("--preview must be a positive number of frames")
-    from faceswap.train.maturity import warn_if_untrained
-
-    warn_if_untrained(args.model)
     start, end = frame_range(args.frames)
     bar = progress_bar(None, "convert")
 
@@ -131,6 +128,9 @@ def _run_convert(args: argparse.Namespace) -> int:
         return 130
     finally:
         bar.close()
+    from faceswap.train.maturity import warn_if_untrained
+
+    warn_if_untrained(args.model)  # after the work: a bad input stays one line
     rates = stage_rates(s)
 
     def human() -> None:

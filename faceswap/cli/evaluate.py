@@ -80,9 +80,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     run = Path(args.run)
     if not (run / "config.yaml").is_file():
         raise BadInput(f"-m {run}: not a faceswap run folder (no config.yaml)")
-    from faceswap.train.maturity import warn_if_untrained
-
-    warn_if_untrained(run)
     fs_a, fs_b = _load(args.faceset_a, "-A"), _load(args.faceset_b, "-B")
     clip, src = _load(args.clip, "--clip"), _load(args.clip_source, "--clip-source")
     if src is not None and clip is None:
@@ -102,6 +99,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     save(run, result, tensorboard=cfg.tensorboard)
+    from faceswap.train.maturity import warn_if_untrained
+
+    warn_if_untrained(run)  # after the work: a bad input stays one line
 
     def human() -> None:
         _print_evaluation(result)
