@@ -26,6 +26,7 @@ import numpy as np
 
 from faceswap.errors import BadInput
 from faceswap.extract.identity import SAME_PERSON, distances
+from faceswap.extract.quality import blur_extent
 from faceswap.faceset import FACES_DIR, REJECTED_DIR, Face, FaceSet, FaceSetError
 
 log = logging.getLogger(__name__)
@@ -33,16 +34,12 @@ log = logging.getLogger(__name__)
 SORT_KEYS = ("blur", "yaw", "pitch", "roll", "identity", "residual", "jitter", "score", "frame")
 STAT_KEYS = ("yaw", "pitch", "roll", "blur", "residual", "jitter", "score")
 YAW_BIN = 15
-DUPLICATE_THRESHOLD = 6
-
-# 1.4826 * MAD estimates the standard deviation of normally distributed data, so
-# `strictness` reads as "how many sigmas from typical".
-_MAD_TO_SIGMA = 1.4826
-# MAD floors, in each metric's own unit: with a (near-)uniform set the MAD is 0 and the
-# threshold would sit on the median, flagging any face a hair worse than typical.
-_MAD_FLOOR = {"log_blur": 0.05, "residual": 0.002, "jitter": 0.002}
 # Share of the embeddings closest to the median that form the robust identity centroid.
 _CENTROID_KEEP = 0.8
+# A face is "rare" when fewer than RARE_NEIGHBOURS others are within RARE_RADIUS of its
+# aligned landmark shape (RMS, crop sides; ~4 px at 256, a clearly different expression).
+RARE_RADIUS = 0.015
+RARE_NEIGHBOURS = 5
 # Rows per block in blocked pairwise computations (bounds memory at ~N * block * 8 bytes).
 _BLOCK = 512
 
@@ -98,6 +95,11 @@ def info(fs: FaceSet) -> dict[str, Any]:
             "beyond_threshold": int((dist > SAME_PERSON).sum()),
         }
 
+    outliers: dict[str, int] = {}
+    for _f, reason in find_outliers(fs, auto_rule(fs)):
+        kind = _reason_kind(reason)
+        outliers[kind] = outliers.get(kind, 0) + 1
+
     return {
         "faces": len(fs.faces),
         "rejected": len(fs.rejected),
@@ -111,7 +113,27 @@ def info(fs: FaceSet) -> dict[str, Any]:
         "yaw_histogram": histogram,
         "identity": identity,
         "near_duplicates": len(find_duplicates(fs)),
+        # The two numbers to weigh: outliers drag a model down, but losing rare expressions
+        # and poses drags it down more, so neither count should be traded for the other.
+        "outliers": outliers,
+        "rare": rare_faces(fs),
     }
+
+
+def rare_faces(fs: FaceSet, radius: float = RARE_RADIUS, neighbours: int = RARE_NEIGHBOURS) -> int:
+    """How many faces have an expression and pose that fewer than `neighbours` other faces
+    share: fewer than that within `radius` (RMS aligned-landmark distance, crop sides). These
+    are what a model learns least of; curation should never be what removes them."""
+    n = len(fs.faces)
+    if n == 0:
+        return 0
+    shape = np.stack([f.aligned_landmarks().ravel() / fs.size for f in fs.faces])
+    lim = radius**2 * (shape.shape[1] // 2)
+    count = 0
+    for start in range(0, n, _BLOCK):
+        close = (_sq_dist(shape[start : start + _BLOCK], shape) < lim).sum(1) - 1  # not itself
+        count += int((close < neighbours).sum())
+    return count
 
 
 def _nearest_distances(emb: np.ndarray, refs: np.ndarray) -> np.ndarray:
@@ -218,68 +240,156 @@ def export_sorted(fs: FaceSet, ranked: list[tuple[Face, float]], out_dir: Path) 
 
 # ---- filtering ----------------------------------------------------------------------------
 
+# Absolute thresholds for faces that are bad whatever the rest of the set looks like,
+# calibrated on faces degraded on purpose inside the real clips d6, d9, face2 and face4
+# (docs/curation.md, scripts/bench_curation.py).
+# Blur is two views that must agree: the re-blur extent (quality.blur_extent: a ratio, so
+# content-independent; sharp faces 0.32-0.52, the top being closed eyes, which lose edges, not
+# sharpness) and the Laplacian variance at 128 px (sharp faces 57-880, a Gaussian blur of
+# 2 px at 256 px brings every face of those clips under 80).
+BLUR_EXTENT_ABSOLUTE = 0.5
+BLUR_ABSOLUTE = 100.0
+# Soft footage (a webcam, a compressed upload) can have most faces over the absolute extent;
+# then a face must be this much blurrier than the set's median (the relative last resort).
+BLUR_EXTENT_MARGIN = 0.1
+# Landmarks far from the mean face shape, in crop sides: real faces, grimaces included, stay
+# under 0.04; a crop of something that is not a face scores ~0.1.
+RESIDUAL_ABSOLUTE = 0.08
+# Movement of the landmarks under a 5% box shift, in eye distances. A sure aligner moves them
+# < 0.06 (real grimaces up to ~0.2); landmarks fitted to the wrong place move 0.1-1.0.
+JITTER_ABSOLUTE = 0.3
+# Distance of a face's landmarks from the line between its neighbouring frames of the same
+# track, in eye distances: the head's own motion cancels, a landmark fit that jumped off the
+# face does not. Real talking and grimacing at 25-30 fps stays under ~0.22.
+JUMP_ABSOLUTE = 0.3
+# Neighbours further apart than this (seconds) say too little about the frame in between.
+_JUMP_MAX_GAP = 0.15
+
 
 @dataclass
 class FilterRule:
     """Thresholds that flag a face; a field left at None is not checked."""
 
     blur_below: float | None = None
+    blur_extent_above: float | None = None  # with blur_below too, both must fire
     residual_above: float | None = None
     jitter_above: float | None = None
+    jump_above: float | None = None
     identity_above: float | None = None
     yaw_beyond: float | None = None  # |yaw| > value
     pitch_beyond: float | None = None  # |pitch| > value
     score_below: float | None = None
 
 
-def _median_mad(values: np.ndarray, floor: float) -> tuple[float, float]:
-    med = float(np.median(values))
-    mad = float(np.median(np.abs(values - med)))
-    return med, max(mad, floor)
-
-
-def auto_rule(fs: FaceSet, strictness: float = 3.0) -> FilterRule:
-    """Robust outlier thresholds from the set itself: `strictness` robust sigmas (1.4826 *
-    MAD) from the median. Pose and score are left unset: wide poses are wanted, not outliers.
+def auto_rule(fs: FaceSet, strictness: float = 1.0) -> FilterRule:
+    """Thresholds for faces that are really bad: absolute values (module constants), with one
+    relative fallback for blur on soft footage. `strictness` > 1 flags more (every threshold
+    moves towards typical faces by that factor), < 1 fewer. Pose and score are left unset:
+    wide poses and rare expressions are wanted, not outliers.
     """
     if not math.isfinite(strictness) or strictness <= 0:
         raise BadInput(f"strictness must be a positive number, got {strictness}")
     rule = FilterRule()
     if not fs.faces:
         return rule
-    k = strictness * _MAD_TO_SIGMA
-    # Blur scores (Laplacian variance) span orders of magnitude between sharp close-ups and
-    # soft wide shots, and their spread grows with their level. In log space they are roughly
-    # symmetric, so "k sigmas below typical" becomes a ratio instead of a difference that would
-    # go negative (flagging nothing) for a set with a few very sharp faces.
-    log_blur = np.log(np.maximum(np.asarray([f.blur for f in fs.faces], np.float64), 1e-6))
-    med, mad = _median_mad(log_blur, _MAD_FLOOR["log_blur"])
-    rule.blur_below = float(math.exp(med - k * mad))
-    for key in ("residual", "jitter"):
-        med, mad = _median_mad(
-            np.asarray([getattr(f, key) for f in fs.faces], np.float64), _MAD_FLOOR[key]
-        )
-        setattr(rule, f"{key}_above", med + k * mad)
+    extents = blur_extents(fs)
+    rule.blur_extent_above = max(
+        BLUR_EXTENT_ABSOLUTE / strictness, float(np.median(extents)) + BLUR_EXTENT_MARGIN
+    )
+    rule.blur_below = BLUR_ABSOLUTE * strictness
+    rule.residual_above = RESIDUAL_ABSOLUTE / strictness
+    rule.jitter_above = JITTER_ABSOLUTE / strictness
+    rule.jump_above = JUMP_ABSOLUTE / strictness
     if any(f.embedding is not None for f in fs.faces):
         rule.identity_above = SAME_PERSON
     return rule
+
+
+def blur_extents(fs: FaceSet, faces: list[Face] | None = None) -> np.ndarray:
+    """(N,) quality.blur_extent of each face's aligned image (default: all of fs.faces)."""
+    faces = fs.faces if faces is None else faces
+    if not faces:
+        return np.zeros(0, np.float64)
+    workers = max(1, min(16, os.cpu_count() or 1, len(faces)))
+    with ThreadPoolExecutor(workers) as pool:
+        out = pool.map(lambda f: blur_extent(fs.load_image(f), f.aligned_landmarks()), faces)
+        return np.asarray(list(out), np.float64)
+
+
+def _eye_distance(lms: np.ndarray) -> float:
+    return max(float(np.linalg.norm(lms[36:42].mean(0) - lms[42:48].mean(0))), 1e-6)
+
+
+def landmark_jumps(fs: FaceSet, max_gap: float = _JUMP_MAX_GAP) -> np.ndarray:
+    """(len(fs.faces),) how far each face's landmarks sit from where its neighbouring frames
+    put them, in eye distances; NaN without a face of the same track within `max_gap` seconds
+    on both sides (still images, sparse extraction, the ends of a track).
+
+    The prediction interpolates the previous and next faces' landmarks linearly in time, so
+    a head that moves, turns or talks predicts itself; a landmark fit that lands on the wrong
+    place does not. Half of the largest neighbouring jump is taken off (see below).
+    """
+    raw = np.full(len(fs.faces), np.nan, np.float64)
+    tracks: dict[tuple[str, int], list[int]] = {}
+    for i, f in enumerate(fs.faces):
+        if f.time is not None and math.isfinite(f.time):
+            tracks.setdefault((f.source, f.track), []).append(i)
+    pairs: list[tuple[int, int]] = []  # (face, neighbour) whose prediction used each other
+    for members in tracks.values():
+        members.sort(key=lambda i: fs.faces[i].time)  # type: ignore[arg-type,return-value]
+        for k in range(1, len(members) - 1):
+            p, c, n = (fs.faces[members[j]] for j in (k - 1, k, k + 1))
+            tp, tc, tn = p.time, c.time, n.time
+            assert tp is not None and tc is not None and tn is not None
+            if tc - tp > max_gap or tn - tc > max_gap or tn <= tp:
+                continue
+            w = (tc - tp) / (tn - tp)
+            pred = (1 - w) * p.landmarks_array() + w * n.landmarks_array()
+            lms = c.landmarks_array()
+            raw[members[k]] = float(np.linalg.norm(lms - pred, axis=1).mean()) / _eye_distance(lms)
+            pairs += [(members[k], members[k - 1]), (members[k], members[k + 1])]
+    # One bad fit also spoils its neighbours' predictions, by about half its own error: take
+    # half of the largest neighbouring jump off, so only the face that jumped stays high.
+    blame = np.zeros(len(fs.faces), np.float64)
+    for i, j in pairs:
+        if math.isfinite(raw[j]):
+            blame[i] = max(blame[i], 0.5 * raw[j])
+    return np.maximum(raw - blame, 0.0)
 
 
 def find_outliers(
     fs: FaceSet, rule: FilterRule, refs: np.ndarray | None = None
 ) -> list[tuple[Face, str]]:
     """Each face that a rule flags, with the reason from the first rule that fires (order:
-    blur, residual, jitter, identity, yaw, pitch, score)."""
+    blur, residual, jitter, jump, identity, yaw, pitch, score)."""
     ident = identity_distances(fs, refs) if rule.identity_above is not None else None
+    jumps = landmark_jumps(fs) if rule.jump_above is not None else None
+    extent = blur_extents(fs) if rule.blur_extent_above is not None else None
     out: list[tuple[Face, str]] = []
     for i, f in enumerate(fs.faces):
         reason = None
-        if rule.blur_below is not None and f.blur < rule.blur_below:
+        soft = rule.blur_below is not None and f.blur < rule.blur_below
+        if extent is not None and rule.blur_extent_above is not None:
+            smeared = extent[i] > rule.blur_extent_above
+            if smeared and (rule.blur_below is None or soft):
+                reason = f"blurry (extent {extent[i]:.3f} > {rule.blur_extent_above:.3f}" + (
+                    f", blur {f.blur:.1f} < {rule.blur_below:.1f})" if soft else ")"
+                )
+        elif soft:
             reason = f"blurry (blur {f.blur:.1f} < {rule.blur_below:.1f})"
-        elif rule.residual_above is not None and f.residual > rule.residual_above:
+        if reason is not None:
+            out.append((f, reason))
+            continue
+        if rule.residual_above is not None and f.residual > rule.residual_above:
             reason = f"misaligned (residual {f.residual:.3f} > {rule.residual_above:.3f})"
         elif rule.jitter_above is not None and f.jitter > rule.jitter_above:
             reason = f"unstable landmarks (jitter {f.jitter:.3f} > {rule.jitter_above:.3f})"
+        elif (
+            jumps is not None
+            and rule.jump_above is not None
+            and jumps[i] > rule.jump_above  # NaN (no neighbours) never fires
+        ):
+            reason = f"landmarks jump (jump {jumps[i]:.3f} > {rule.jump_above:.3f})"
         elif (
             ident is not None
             and rule.identity_above is not None
@@ -299,103 +409,115 @@ def find_outliers(
 
 # ---- near-duplicates ----------------------------------------------------------------------
 
+# Two aligned faces are near-duplicates when BOTH their landmark shapes and their low-res
+# pixels match: the shape term sees expression and pose (a mouth opening 2 px is a new face
+# for the model), the pixel term sees what landmarks miss (eyes closing, gaze, lighting).
+# Calibrated on the real talking-head clips d6 and d9 (docs/curation.md): consecutive frames
+# at 30 fps differ by a median 0.005-0.008 in shape and 0.11-0.16 in pixels, dlib's landmark
+# noise on a still face is ~0.003, two random frames of one clip ~0.02 and ~0.35.
+DUPLICATE_SHAPE = 0.004  # RMS landmark distance, fraction of the crop side (~1 px at 256)
+DUPLICATE_PIXELS = 0.05  # RMS difference of the 32x32 grey crops, each scaled to mean 0, std 1
+_THUMB = 32
 
-def _dhash(img_bgr: np.ndarray) -> np.uint64:
-    """64-bit difference hash: 9x8 grayscale, 1 where a pixel is brighter than its left
-    neighbour. Robust to small brightness, compression and blur changes, cheap to compare."""
+
+def _thumb(img_bgr: np.ndarray) -> np.ndarray:
+    """(1024,) float32 grey 32x32 thumbnail scaled to mean 0, std 1: blind to exposure and
+    contrast changes, not to expression."""
     gray = cv2.cvtColor(img_bgr, cv2.COLOR_BGR2GRAY)
-    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA)
-    bits = small[:, 1:] > small[:, :-1]
-    return np.packbits(bits.ravel()).view(np.uint64)[0]
+    small = cv2.resize(gray, (_THUMB, _THUMB), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return ((small - small.mean()) / (small.std() + 1e-6)).ravel()
 
 
-def face_hashes(fs: FaceSet, faces: list[Face] | None = None) -> np.ndarray:
-    """(N,) uint64 dHashes of the faces' aligned images (default: all of fs.faces)."""
+def face_features(fs: FaceSet, faces: list[Face] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 136) aligned landmarks as fractions of the crop side, and (N, 1024) thumbnails."""
     faces = fs.faces if faces is None else faces
     if not faces:
-        return np.zeros(0, np.uint64)
+        return np.zeros((0, 136), np.float32), np.zeros((0, _THUMB * _THUMB), np.float32)
+    shape = np.stack([f.aligned_landmarks().ravel() / fs.size for f in faces]).astype(np.float32)
     # Decoding dominates; OpenCV releases the GIL, so threads scale it across cores.
     workers = max(1, min(16, os.cpu_count() or 1, len(faces)))
     with ThreadPoolExecutor(workers) as pool:
-        hashes = list(pool.map(lambda f: _dhash(fs.load_image(f)), faces, chunksize=64))
-    return np.asarray(hashes, np.uint64)
+        thumbs = list(pool.map(lambda f: _thumb(fs.load_image(f)), faces, chunksize=64))
+    return shape, np.stack(thumbs)
 
 
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+def _sq_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) squared Euclidean distances by one matrix product."""
+    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
+    return np.maximum(d, 0.0)
 
 
-def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) bit distances between uint64 hashes."""
-    x = np.bitwise_xor(a[:, None], b[None, :])
-    if hasattr(np, "bitwise_count"):  # numpy >= 2.0: hardware popcount
-        return np.bitwise_count(x)
-    return _POPCOUNT8[x.view(np.uint8)].reshape(*x.shape, 8).sum(axis=-1, dtype=np.uint8)
+def _cluster(shape: np.ndarray, pixels: np.ndarray, max_shape: float, max_pixels: float):
+    """Greedy anchors in order: each face joins the earlier anchor nearest in shape among those
+    within both thresholds, or becomes an anchor itself. Returns each face's anchor index.
 
-
-def _cluster(hashes: np.ndarray, threshold: int) -> np.ndarray:
-    """Greedy anchors in order: each hash joins the nearest earlier anchor within `threshold`,
-    or becomes an anchor itself. Returns each hash's anchor index.
-
-    Comparing against anchors only (not against every member) avoids chaining a slow pan into
-    one huge cluster. Work is in blocks: one vectorized block x earlier-anchors comparison,
-    then a sequential pass inside the block (vectorized over the block) for new anchors.
+    Comparing against anchors only (not every member) stops a slow change of expression from
+    chaining into one group. Shapes are compared blockwise by matrix products; pixels only for
+    the few pairs whose shapes match.
     """
-    n = len(hashes)
+    n = len(shape)
+    dim_s, dim_p = shape.shape[1] // 2, pixels.shape[1]
+    lim_s, lim_p = max_shape**2 * dim_s, max_pixels**2 * dim_p  # on squared sums
     anchor_of = np.empty(n, np.int64)
-    anchors = np.zeros(0, np.int64)
-    anchor_hashes = np.zeros(0, np.uint64)
+    anchors: list[int] = []
     for start in range(0, n, _BLOCK):
-        block = hashes[start : start + _BLOCK]
-        best = np.full(len(block), 65, np.int64)
-        best_anchor = np.full(len(block), -1, np.int64)
-        for a0 in range(0, len(anchor_hashes), 4 * _BLOCK):
-            d = _hamming(block, anchor_hashes[a0 : a0 + 4 * _BLOCK])
-            j = d.argmin(axis=1)  # first minimum: ties go to the earliest anchor
-            dj = d[np.arange(len(block)), j]
-            better = dj < best
-            best[better] = dj[better]
-            best_anchor[better] = anchors[a0 + j[better]]
-        # Then in order within the block: a face still unmatched becomes an anchor, and the
-        # later faces of the block compare against it too (exactly the sequential greedy).
-        d_block = _hamming(block, block)
-        added: list[int] = []
-        for u in range(len(block)):
-            if best[u] <= threshold:
-                continue
-            best_anchor[u] = start + u
-            added.append(start + u)
-            du = d_block[u, u + 1 :]
-            better = du < best[u + 1 :]
-            best[u + 1 :][better] = du[better]
-            best_anchor[u + 1 :][better] = start + u
-        anchor_of[start : start + len(block)] = best_anchor
-        if added:
-            anchors = np.concatenate([anchors, np.asarray(added, np.int64)])
-            anchor_hashes = hashes[anchors]
+        stop = min(n, start + _BLOCK)
+        # earlier anchors, vectorized over the block
+        best = np.full(stop - start, np.inf)
+        best_anchor = np.full(stop - start, -1, np.int64)
+        if anchors:
+            idx = np.asarray(anchors)
+            ds = _sq_dist(shape[start:stop], shape[idx])
+            for u, j in zip(*np.nonzero(ds < lim_s)):
+                if ds[u, j] < best[u]:
+                    dp = float(((pixels[start + u] - pixels[idx[j]]) ** 2).sum())
+                    if dp < lim_p:
+                        best[u], best_anchor[u] = ds[u, j], idx[j]
+        # then in order within the block, against the anchors it adds
+        new: list[int] = []
+        for u in range(stop - start):
+            i = start + u
+            if new:
+                nid = np.asarray(new)
+                ds = ((shape[nid] - shape[i]) ** 2).sum(1)
+                for j in np.nonzero(ds < lim_s)[0]:
+                    if ds[j] < best[u] and ((pixels[nid[j]] - pixels[i]) ** 2).sum() < lim_p:
+                        best[u], best_anchor[u] = ds[j], nid[j]
+            if best_anchor[u] < 0:
+                best_anchor[u] = i
+                new.append(i)
+        anchor_of[start:stop] = best_anchor
+        anchors.extend(new)
     return anchor_of
 
 
-def find_duplicates(fs: FaceSet, threshold: int = DUPLICATE_THRESHOLD) -> list[tuple[Face, Face]]:
+def find_duplicates(
+    fs: FaceSet, max_shape: float = DUPLICATE_SHAPE, max_pixels: float = DUPLICATE_PIXELS
+) -> list[tuple[Face, Face]]:
     """Near-duplicate faces as (duplicate_to_reject, kept_face) pairs.
 
-    Faces are hashed (64-bit dHash of the aligned image) and grouped greedily in (source,
-    frame) order: a face within `threshold` bits of the first face of an earlier group joins
-    the nearest such group. Each group keeps its sharpest face (highest blur; earliest on a tie).
+    Faces are grouped greedily in (source, frame) order: a face whose aligned landmarks are
+    within `max_shape` (RMS, fraction of the crop side) AND whose 32x32 grey thumbnail is
+    within `max_pixels` (RMS, normalised) of the first face of an earlier group joins the
+    nearest such group. Each group keeps its sharpest face (highest blur; earliest on a tie).
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 <= threshold <= 64:
-        raise BadInput(f"duplicate threshold must be an integer from 0 to 64, got {threshold!r}")
+    for name, v in (("shape", max_shape), ("pixel", max_pixels)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf:
+            raise BadInput(f"duplicate {name} threshold must be a number >= 0, got {v!r}")
     if len(fs.faces) < 2:
         return []
     order = sorted(range(len(fs.faces)), key=lambda i: (fs.faces[i].source, fs.faces[i].frame))
     faces = [fs.faces[i] for i in order]
-    anchor_of = _cluster(face_hashes(fs, faces), threshold)
+    shape, pixels = face_features(fs, faces)
+    anchor_of = _cluster(shape, pixels, float(max_shape), float(max_pixels))
     kept: dict[int, int] = {}
     for i, a in enumerate(anchor_of.tolist()):
         k = kept.get(a)
         if k is None or faces[i].blur > faces[k].blur:
             kept[a] = i
     pairs = [(faces[i], faces[kept[a]]) for i, a in enumerate(anchor_of.tolist()) if kept[a] != i]
-    log.info("%d near-duplicates among %d faces (threshold %d)", len(pairs), len(faces), threshold)
+    log.info("%d near-duplicates among %d faces (shape %.4f, pixels %.3f)", len(pairs),
+             len(faces), max_shape, max_pixels)  # fmt: skip
     return pairs
 
 

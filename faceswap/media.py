@@ -23,6 +23,11 @@ import numpy as np
 
 from faceswap.errors import BadInput
 
+# FFmpeg inside OpenCV prints its own errors ("moov atom not found") on stderr before ours;
+# our one-line messages say the same thing with the file name. Read at the first capture, so
+# setting it here (before any video is opened) is enough; a user's own setting wins.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -216,12 +221,19 @@ def open_inputs(inputs: list[str]) -> list[MediaSource]:
             paths.extend(Path(m) for m in matches if Path(m).is_file())
         elif p.is_dir():
             files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith("."))
+            subdirs = sorted(
+                f.name for f in p.iterdir() if f.is_dir() and not f.name.startswith(".")
+            )
             others = [f for f in files if f.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS]
             if others:
                 raise BadInput(
                     f"{others[0]}: not an image or video (in input folder {p}); move it out "
                     "or pass the images by glob"
                 )
+            if not files and subdirs:
+                shown = ", ".join(subdirs[:4]) + (", ..." if len(subdirs) > 4 else "")
+                raise BadInput(f"{p}: input folder holds only subfolders ({shown}); pass them "
+                               f"({p / '*'}) or a glob such as '{p}/**/*.jpg'")  # fmt: skip
             if not files:
                 raise BadInput(f"{p}: input folder has no images or videos")
             paths.extend(files)

@@ -63,8 +63,10 @@ def test_filter_thresholds_and_auto(capsys, fs_copy):
 
 
 def test_dedupe_finds_consecutive_frames(capsys, fs_copy):
-    out = _json(capsys, "faceset", "dedupe", str(fs_copy), "--threshold", "64", "--dry-run")
-    assert len(out["flagged"]) == 23  # at the loosest threshold every face repeats the first
+    out = _json(capsys, "faceset", "dedupe", str(fs_copy), "--shape", "9", "--pixels", "99",
+                "--dry-run")  # fmt: skip
+    assert len(out["flagged"]) == 23  # at the loosest thresholds every face repeats the first
+    assert out["faces"] == 24 and out["dry_run"] and out["moved"] == 0
 
 
 @pytest.mark.parametrize(

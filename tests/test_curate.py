@@ -54,6 +54,7 @@ def _add(
     embedding: np.ndarray | None = None,
     residual: float = 0.03,
     jitter: float = 0.02,
+    landmarks: list[list[float]] | None = None,
 ) -> Face:
     rel = f"{FACES_DIR}/{name}.png"
     assert cv2.imwrite(str(fs.root / rel), img)
@@ -64,7 +65,7 @@ def _add(
         time=frame / 25.0 if source == "clip" else None,
         box=[10.0, 10.0, 74.0, 74.0],
         score=0.99,
-        landmarks=_landmarks(rng),
+        landmarks=_landmarks(rng) if landmarks is None else landmarks,
         matrix=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
         yaw=yaw,
         pitch=float(rng.uniform(-10, 10)),
@@ -103,9 +104,13 @@ def fs(tmp_path: Path) -> FaceSet:
     _add(fs, "blurred", blurred, rng, frame=95, embedding=emb())
     _add(fs, "other", _crop(-24, 0), rng, frame=97, embedding=_unit(rng))
     _add(fs, "noemb", _crop(24, -24), rng, frame=99)
-    soft = cv2.GaussianBlur(_crop(*SHIFTS[3]), (0, 0), 0.6)
-    _add(fs, "soft03", soft, rng, frame=25, yaw=-5.0, embedding=emb())
-    _add(fs, "dup05", _crop(*SHIFTS[5]), rng, source="still", embedding=emb())
+    # the same frame, re-encoded softer and brighter: what a person calls the same face
+    soft = cv2.convertScaleAbs(cv2.GaussianBlur(_crop(*SHIFTS[3]), (0, 0), 0.4), beta=12)
+    # duplicates share their original's landmarks: same expression, same pose
+    lms = {f.name: f.landmarks for f in fs.faces}
+    _add(fs, "soft03", soft, rng, frame=25, yaw=-5.0, embedding=emb(), landmarks=lms["n03"])
+    _add(fs, "dup05", _crop(*SHIFTS[5]), rng, source="still", embedding=emb(),
+         landmarks=lms["n05"])  # fmt: skip
     fs.save()
     return fs
 
@@ -230,22 +235,63 @@ def test_auto_rule_and_outliers(fs: FaceSet) -> None:
     rule = curate.auto_rule(fs)
     assert rule.identity_above == 0.6
     assert rule.yaw_beyond is None and rule.pitch_beyond is None and rule.score_below is None
-    blur = np.array([f.blur for f in fs.faces])
-    assert 0 < rule.blur_below < np.median(blur)
+    # absolute thresholds, whatever the set's spread
+    assert rule.blur_below == curate.BLUR_ABSOLUTE
+    assert rule.blur_extent_above >= curate.BLUR_EXTENT_ABSOLUTE
+    assert (rule.residual_above, rule.jitter_above, rule.jump_above) == (
+        curate.RESIDUAL_ABSOLUTE, curate.JITTER_ABSOLUTE, curate.JUMP_ABSOLUTE)  # fmt: skip
     flagged = {f.name: reason for f, reason in curate.find_outliers(fs, rule)}
-    assert flagged["blurred"].startswith("blurry (blur ")
+    assert flagged["blurred"].startswith("blurry (extent ")
     assert flagged["other"].startswith("other person (identity ")
-    assert not any(name.startswith("n") for name in flagged)  # the normal faces stay
-    assert set(flagged) <= {"blurred", "other", "soft03"}
+    assert set(flagged) == {"blurred", "other"}  # the normal faces and the soft one stay
+    # strictness moves every threshold towards typical faces
+    strict = curate.auto_rule(fs, 2.0)
+    assert strict.blur_below == 2 * rule.blur_below and strict.jitter_above == rule.jitter_above / 2
+    with pytest.raises(BadInput):
+        curate.auto_rule(fs, 0.0)
 
 
-def test_auto_rule_uniform_set_flags_nothing(fs: FaceSet) -> None:
+def test_auto_rule_ignores_the_sets_spread(fs: FaceSet) -> None:
+    """A tight set does not make a hair-worse face an outlier (the old MAD rule did)."""
     for f in fs.faces:
-        f.blur, f.residual, f.jitter, f.embedding = 100.0, 0.03, 0.02, None
-    fs.faces[0].residual = 0.0301  # a hair above a zero-MAD median
-    rule = curate.auto_rule(fs)
-    assert rule.identity_above is None
-    assert curate.find_outliers(fs, rule) == []
+        f.residual, f.jitter, f.embedding = 0.03, 0.02, None
+    fs.faces[0].residual, fs.faces[1].jitter = 0.035, 0.06  # well above a zero spread
+    flagged = {f.name for f, _ in curate.find_outliers(fs, curate.auto_rule(fs))}
+    assert flagged == {"blurred"}
+
+
+def test_blur_extent_is_absolute_across_content() -> None:
+    """The re-blur extent reads the same for a sharp face at any contrast, and rises with blur."""
+    from faceswap.extract.quality import blur_extent
+
+    crop = cv2.resize(_crop(0, 0), (256, 256), interpolation=cv2.INTER_CUBIC)
+    low = cv2.convertScaleAbs(crop, alpha=0.5, beta=64)  # half the contrast
+    assert blur_score(crop) > 3 * blur_score(low)  # the Laplacian variance reads it as blur
+    assert abs(blur_extent(crop) - blur_extent(low)) < 0.03
+    values = [blur_extent(cv2.GaussianBlur(crop, (0, 0), s)) for s in (0.5, 2.0, 4.0)]
+    assert values == sorted(values) and values[-1] > curate.BLUR_EXTENT_ABSOLUTE
+
+
+def test_landmark_jumps_blame_the_face_that_jumped() -> None:
+    rng = np.random.default_rng(3)
+    base = np.asarray(_landmarks(rng))
+    faces = []
+    for k in range(7):
+        lms = base + [3.0 * k, 0.0]  # a head moving right: predictable, not a jump
+        if k == 3:
+            lms = lms + [25.0, 10.0]  # the fit landed off the face
+        faces.append(Face(file=f"faces/f{k}.png", source="clip", frame=k, time=k / 30, box=[0, 0, 64, 64],
+                          score=1.0, landmarks=lms.tolist(), matrix=[[1, 0, 0], [0, 1, 0]], yaw=0, pitch=0,
+                          roll=0, blur=100, residual=0.02, jitter=0.02))  # fmt: skip
+    fs = FaceSet(root=Path("."), size=SIZE, centering="face", image_format="png")
+    fs.faces = faces
+    jumps = curate.landmark_jumps(fs)
+    assert np.isnan(jumps[0]) and np.isnan(jumps[6])  # no neighbour on one side
+    assert jumps[3] > curate.JUMP_ABSOLUTE
+    assert all(jumps[k] < 0.1 for k in (1, 2, 4, 5))  # the neighbours are not blamed
+    for f in faces:  # every-nth extraction: neighbours too far apart say nothing
+        f.time = f.frame * 1.0
+    assert np.isnan(curate.landmark_jumps(fs)).all()
 
 
 def test_find_outliers_reason_order(fs: FaceSet) -> None:
@@ -271,39 +317,47 @@ def test_find_duplicates_keeps_sharper(fs: FaceSet) -> None:
     # soft03 comes first in frame order, but n03 is sharper and is kept; dup05 ties n05 on
     # blur and the earlier (n05) is kept.
     assert pairs == {("soft03", "n03"), ("dup05", "n05")}
-    assert curate.find_duplicates(fs, threshold=0) == curate.find_duplicates(fs)
+    assert curate.find_duplicates(fs, 0.0, 0.0) == []
     with pytest.raises(BadInput):
-        curate.find_duplicates(fs, threshold=65)
+        curate.find_duplicates(fs, -1.0)
 
 
 def test_cluster_matches_sequential_greedy() -> None:
     """The blocked, vectorized grouping equals the plain one-face-at-a-time greedy."""
     rng = np.random.default_rng(1)
-    base = rng.integers(0, 2**63, size=40, dtype=np.uint64)
-    hashes = base[rng.integers(0, 40, size=1300)]
-    for _ in range(3):
-        bit = np.left_shift(np.uint64(1), rng.integers(0, 64, size=hashes.size).astype(np.uint64))
-        hashes = np.where(rng.random(hashes.size) < 0.5, hashes ^ bit, hashes)
+    shape_base, pix_base = rng.normal(0, 0.01, (40, 136)), rng.normal(0, 0.05, (40, 64))
+    pick = rng.integers(0, 40, size=1300)
+    shape = (shape_base[pick] + rng.normal(0, 0.0015, (1300, 136))).astype(np.float32)
+    pixels = (pix_base[pick] + rng.normal(0, 0.02, (1300, 64))).astype(np.float32)
+    ts, tp = 0.003, 0.03
 
     anchors: list[int] = []
     expected = []
-    for i, h in enumerate(hashes.tolist()):
-        d = [bin(h ^ int(hashes[a])).count("1") for a in anchors]
-        if d and min(d) <= 2:
-            expected.append(anchors[int(np.argmin(d))])
-        else:
+    for i in range(len(shape)):
+        best, best_a = np.inf, -1
+        for a in anchors:
+            ds = float(np.sqrt(((shape[a] - shape[i]) ** 2).sum() / 68))
+            dp = float(np.sqrt(((pixels[a] - pixels[i]) ** 2).mean()))
+            if ds < ts and dp < tp and ds < best:
+                best, best_a = ds, a
+        if best_a < 0:
             anchors.append(i)
-            expected.append(i)
-    assert curate._cluster(hashes, 2).tolist() == expected
+            best_a = i
+        expected.append(best_a)
+    got = curate._cluster(shape, pixels, ts, tp).tolist()
+    assert 40 <= len(set(expected)) < 1300  # the test has groups to find
+    assert got == expected
 
 
 def test_cluster_scales() -> None:
     import time
 
-    hashes = np.random.default_rng(2).integers(0, 2**63, size=20_000, dtype=np.uint64)
+    rng = np.random.default_rng(2)
+    shape = rng.normal(0, 0.02, (10_000, 136)).astype(np.float32)
+    pixels = rng.normal(0, 1, (10_000, 1024)).astype(np.float32)
     t = time.perf_counter()
-    assert len(set(curate._cluster(hashes, 6).tolist())) == 20_000
-    assert time.perf_counter() - t < 10.0
+    assert len(set(curate._cluster(shape, pixels, 0.004, 0.05).tolist())) == 10_000
+    assert time.perf_counter() - t < 20.0
 
 
 # ---- rejecting, restoring, selecting ------------------------------------------------------
@@ -313,7 +367,7 @@ def test_move_to_rejected_and_restore(fs: FaceSet) -> None:
     root = fs.root
     blurred_bytes = (root / FACES_DIR / "blurred.png").read_bytes()
     flagged = curate.find_outliers(fs, FilterRule(blur_below=50, identity_above=0.6))
-    assert {f.name for f, _ in flagged} == {"blurred", "other"}
+    assert {f.name for f, _ in flagged} == {"blurred", "other"}, flagged
     assert curate.move_to_rejected(fs, flagged) == 2
     assert not (root / FACES_DIR / "blurred.png").exists()
     assert (root / REJECTED_DIR / "blurred.png").is_file()

@@ -63,14 +63,31 @@ def test_report_numbers(report) -> None:
     gaps = [g for g in cov["sets"]["B"]["gaps"] if g["axis"] == "yaw" and g["side"] == 1]
     assert gaps and gaps[0]["share"] >= 1 / SHIFTED - 0.01
     texts = [r["text"] for r in numbers["recommendations"]]
-    assert any(t.startswith("B has fewer than 3 faces beyond") and "of the target clip" in t
+    assert any("of the target clip" in t and "where B has fewer than 3 faces to cover it" in t
                for t in texts), texts  # fmt: skip
+    # one definition: a gap is never larger than its set's uncovered share, nor that than the
+    # share outside; A covers its own unturned faces (the target is A's clip)
+    for s in cov["sets"].values():
+        assert all(g["share"] <= s["share"] <= cov["outside_share"] for g in s["gaps"])
+    assert cov["sets"]["A"]["share"] <= len(turned) / cov["faces"] + 1e-6
     # the sets store no embeddings: a sample was embedded, all one person
     for name in ("A", "B"):
         ident = numbers["sets"][name]["identity"]
         assert ident["computed"] and ident["embedded"] == 6 and ident["beyond"] == 0
     assert numbers["identity_gap"]["A-B"] < 0.6  # the recoloured portrait is the same person
     assert numbers["run"]["last_step"] == 12 and numbers["run"]["evaluations"] == 4
+
+
+def test_run_without_validation_says_its_step(tiny_run, tmp_path) -> None:
+    """Not "0 validations up to step 0" for a run at step 12 whose metrics are gone."""
+    from faceswap.evaluate.report import _training_html, run_numbers
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    (run / "metrics.jsonl").unlink()
+    numbers, arrays = run_numbers(run)
+    assert numbers["evaluations"] == 0 and numbers["last_step"] == 12
+    page = _training_html(numbers, arrays, None)
+    assert "at step 12; no validation yet" in page and "up to step 0" not in page
 
 
 def test_page_is_self_contained(report) -> None:

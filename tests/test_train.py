@@ -197,9 +197,9 @@ def test_lr_find_writes_plot_and_suggestion(capsys, faceset_pair, tmp_path):
 
 def test_budget_ends_the_run_with_the_lr_at_its_floor(faceset_pair, tmp_path, capsys):
     """--budget: the run stops when its time is spent, with a final checkpoint, and the
-    schedule was laid over the steps that time held (on the CPU clock: as many steps on a
-    loaded machine as on a quiet one) (the LR ends near its floor, not at its
-    peak as a fixed-length cosine would leave it)."""
+    schedule was laid over the steps that time held: the LR ends near its floor, not at its
+    peak as a fixed-length cosine would leave it. (The CPU clock: as many steps on a loaded
+    machine as on a quiet one.)"""
     run = tmp_path / "run"
     sched = {"name": "cosine", "lr": 1e-3}  # total and warmup automatic
     code = main(["train", "-A", str(faceset_pair[0]), "-B", str(faceset_pair[1]), "-o", str(run),
@@ -258,3 +258,88 @@ def test_yaw_balanced_training_runs(faceset_pair, tmp_path):
     t = _trainer(faceset_pair, tmp_path / "run", steps=2, balance_yaw=True)
     assert t.streams["a"].weights is not None and t.streams["b"].weights is not None
     assert t.train(tensorboard=False).step == 2
+
+
+def test_time_based_cadence_previews_and_validates_by_the_clock(faceset_pair, tmp_path):
+    """Step intervals far away, minutes tiny: previews and validations come by the clock."""
+    t = _trainer(faceset_pair, tmp_path / "run", steps=3, val_every=1000, preview_every=1000,
+                 save_every=1000, preview_minutes=1e-9, val_minutes=1e-9, save_minutes=0)  # fmt: skip
+    t.train(tensorboard=False)
+    run = tmp_path / "run"
+    assert len(list((run / "previews").glob("*.png"))) == 3
+    assert (run / "metrics.jsonl").read_text().count("\n") == 3
+    # checkpoints: by steps only (save_minutes 0): the run's end and new bests only
+    assert "step-00000003" in [p.name for p in ck.list_checkpoints(run)]
+
+
+def test_sigterm_saves_and_stops_like_ctrl_c(faceset_pair, tmp_path):
+    import os
+    import signal
+
+    t = _trainer(faceset_pair, tmp_path / "run", steps=50, val_every=1000, save_every=1000,
+                 preview_every=1000, val_minutes=0, save_minutes=0, preview_minutes=0)  # fmt: skip
+
+    def progress(step, _d):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        t.train(progress, tensorboard=False)
+    assert [p.name for p in ck.list_checkpoints(tmp_path / "run")] == ["step-00000002"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+
+
+def test_preview_has_labels_and_fixed_varied_faces(faceset_pair, tmp_path):
+    t = _trainer(faceset_pair, tmp_path / "run", steps=1)
+    picks = t.preview_faces("a", 4)
+    assert len(set(picks)) == 4 and picks == t.preview_faces("a", 4)  # distinct, fixed
+    # farthest-point over all of A's faces: further apart than four neighbouring val faces
+    sets = {"val": t.val_sets["a"], "train": t.train_sets["a"]}
+
+    def lm(key):
+        return sets[key[0]].landmarks[key[1]].ravel()
+
+    def spread(keys):
+        return min(float(((lm(p) - lm(q)) ** 2).sum()) for p in keys for q in keys if p < q)
+
+    assert spread(picks) > spread([("val", i) for i in range(4)])
+    grid = t.preview()
+    header = grid[: grid.shape[0] - 4 * 64]
+    assert grid.shape[1] == 6 * 64 and 0 < header.shape[0] < 64
+    # each column's title is drawn (bright text on the dark strip)
+    for k in range(6):
+        assert header[:, k * 64 : (k + 1) * 64].max() > 200
+
+
+def test_cli_interrupt_names_resume_and_resume_says_where(capsys, faceset_pair, tmp_path,
+                                                          monkeypatch):  # fmt: skip
+    import os
+    import signal
+
+    import yaml
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "steps": 50, "save_every": 1000}))
+    a, b = map(str, faceset_pair)
+    run = str(tmp_path / "run")
+    real_step = Trainer.train_step
+
+    def step_then_term(self, lr=None):
+        out = real_step(self, lr)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_term)
+    code, _, err = _cli(capsys, "train", "-A", a, "-B", b, "-o", run, "--config", str(cfg),
+                        "--no-tensorboard")  # fmt: skip
+    assert code == 143, err
+    assert "terminated (SIGTERM) at step 2" in err and "step-00000002" in err
+    assert f"resume with: faceswap train -A {a} -B {b} -o {run} --resume" in err
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    code, _, err = _cli(capsys, "train", "-A", a, "-B", b, "-o", run, "--resume", "--steps", "3",
+                        "--no-tensorboard")  # fmt: skip
+    assert code == 0, err
+    assert "resuming" in err and "at step 2 from" in err and "step-00000002" in err
+    assert "ago)" in err

@@ -14,7 +14,7 @@ import sys
 import traceback
 
 from faceswap import __version__
-from faceswap.cli.common import Command, Parser
+from faceswap.cli.common import Command, Interrupted, Parser
 from faceswap.cli.convert import CONVERT
 from faceswap.cli.demo import DEMO
 from faceswap.cli.evaluate import EVALUATE, REPORT
@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         # the reader went away (`faceswap faceset info X | head`): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Interrupted as exc:
+        sys.stderr.write(f"faceswap {args.command}: {exc.message}\n")
+        return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write(f"faceswap {args.command}: interrupted; work so far is saved, "
                          "run the same command again to resume\n")  # fmt: skip

@@ -10,11 +10,20 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from faceswap.errors import BadInput
 
 log = logging.getLogger("faceswap")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop by the user or a signal, with the line to print and the exit code."""
+
+    def __init__(self, message: str, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.message, self.exit_code = message, exit_code
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,6 +93,45 @@ def progress_bar(total: int | None, desc: str, unit: str = "frame", show: bool =
 
     return Bar(total=total or None, desc=desc, unit=unit, dynamic_ncols=True, leave=False,
                disable=not show or not sys.stderr.isatty() or None)  # fmt: skip
+
+
+def check_faceset_path(path: str, option: str = "") -> None:
+    """A face-set argument that is not a face-set folder: one line saying what it is instead.
+
+    The most common mistakes are passing the video itself (before `faceswap extract`), a file,
+    or the folder above the face sets."""
+    from faceswap.faceset import INDEX
+    from faceswap.media import IMAGE_EXTS, VIDEO_EXTS
+
+    p = Path(path)
+    what = f"{option} {path}" if option else str(path)
+    if p.is_file():
+        ext = p.suffix.lower()
+        if ext in VIDEO_EXTS or ext in IMAGE_EXTS:
+            kind = "a video" if ext in VIDEO_EXTS else "an image"
+            raise BadInput(f"{what}: is {kind}, not a face set; run `faceswap extract "
+                           f"{path} -o faces/{p.stem}` first and pass faces/{p.stem}")  # fmt: skip
+        raise BadInput(f"{what}: is a file; a face set is a folder (made by "
+                       "`faceswap extract`)")  # fmt: skip
+    if p.is_dir() and not (p / INDEX).is_file():
+        sets = sorted(q.name for q in p.iterdir() if (q / INDEX).is_file())
+        if sets:
+            raise BadInput(f"{what}: is not a face set but holds face sets "
+                           f"({', '.join(sets[:4])}{', ...' if len(sets) > 4 else ''}); "
+                           f"pass one, e.g. {p / sets[0]}")  # fmt: skip
+
+
+def load_faceset(path: str, option: str = ""):
+    """faceset.load with the argument's option (if any) named in every error."""
+    from faceswap import faceset as fsmod
+
+    check_faceset_path(path, option)
+    try:
+        return fsmod.load(path)
+    except BadInput as exc:
+        if not option:
+            raise
+        raise BadInput(f"{option}: {exc}") from None
 
 
 def frame_range(text: str | None) -> tuple[int, int | None]:

@@ -151,6 +151,9 @@ def _run_convert(args: argparse.Namespace) -> int:
         return 130
     finally:
         bar.close()
+    from faceswap.train.maturity import warn_if_untrained
+
+    warn_if_untrained(args.model)  # after the work: a bad input stays one line
     rates = stage_rates(s)
 
     def human() -> None:

@@ -71,14 +71,11 @@ def _config(cls, args: argparse.Namespace, names: dict[str, str]):
 
 
 def _load(path: str | None, what: str):
-    from faceswap import faceset as fsmod
+    from faceswap.cli.common import load_faceset
 
     if path is None:
         return None
-    try:
-        return fsmod.load(path)
-    except BadInput as exc:
-        raise BadInput(f"{what}: {exc}") from None
+    return load_faceset(path, what)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -117,6 +114,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     if args.swap_video is not None:
         result["swap_quality"] = _swap_quality(args, src or fs_a, fs_a, fs_b)
     save(run, result, tensorboard=cfg.tensorboard)
+    from faceswap.train.maturity import warn_if_untrained
+
+    warn_if_untrained(run)  # after the work: a bad input stays one line
 
     def human() -> None:
         _print_evaluation(result)

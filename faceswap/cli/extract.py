@@ -14,6 +14,7 @@ from faceswap.cli.common import (
     frame_range,
     progress_bar,
 )
+from faceswap.errors import BadInput
 
 log = logging.getLogger("faceswap")
 
@@ -100,6 +101,16 @@ def _run_extract(args: argparse.Namespace) -> int:
             print("  no face was found: check the input, or try --upsample 1 or --detector s3fd")
 
     emit(args, dataclasses.asdict(s), human)
+    if args.identity and s.faces_found and not s.faces_kept:
+        closest = "" if s.identity_closest is None else (
+            f"; the closest of {s.faces_found} faces was at distance {s.identity_closest:.2f}"
+        )  # fmt: skip
+        line = (f"--identity kept no face{closest}, over the threshold "
+                f"{cfg.identity_threshold:.2f}: are the references this person? (--identity-threshold "
+                "raises it; the faces are in rejected/)")  # fmt: skip
+        if not s.faces_in_set:
+            raise BadInput(f"{s.output}: {line}")
+        log.warning("%s", line)
     return 0
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from faceswap.cli.common import Command, Parser, emit
+from faceswap.cli.common import Command, Parser, emit, load_faceset
 from faceswap.errors import BadInput
 
 log = logging.getLogger("faceswap")
@@ -40,11 +40,14 @@ def _add_faceset(p: argparse.ArgumentParser) -> None:
     flt = sub.add_parser("filter", help="move outliers to rejected/ (never deletes)")
     flt.add_argument("faceset")
     flt.add_argument("--auto", action="store_true", help="thresholds from the set's statistics")
-    flt.add_argument("--strictness", type=float, default=3.0, help="--auto: robust z (3.0)")
+    flt.add_argument("--strictness", type=float, default=1.0,
+                     help="--auto: >1 flags more, <1 fewer (1.0)")  # fmt: skip
     for name, what in [
         ("blur-below", "blurry: blur score below"),
+        ("blur-extent-above", "blurry: blur extent (0-1) above"),
         ("residual-above", "misaligned: alignment residual above"),
         ("jitter-above", "unstable landmarks: jitter above"),
+        ("jump-above", "landmarks jump off the neighbouring frames by more than"),
         ("identity-above", "wrong person: identity distance above"),
         ("yaw-beyond", "|yaw| above (degrees)"),
         ("pitch-beyond", "|pitch| above (degrees)"),
@@ -56,7 +59,15 @@ def _add_faceset(p: argparse.ArgumentParser) -> None:
     flt.add_argument("--json", action="store_true", help="print as JSON")
     dd = sub.add_parser("dedupe", help="move near-duplicate faces to rejected/")
     dd.add_argument("faceset")
-    dd.add_argument("--threshold", type=int, default=6, help="max hash distance (0-64, 6)")
+    dd.add_argument(
+        "--shape",
+        type=float,
+        default=None,
+        metavar="D",
+        help="max landmark-shape distance, crop sides (0.004)",
+    )
+    dd.add_argument("--pixels", type=float, default=None, metavar="D",
+                    help="max thumbnail distance (0.05)")  # fmt: skip
     dd.add_argument("--dry-run", action="store_true", help="list, move nothing")
     dd.add_argument("--json", action="store_true", help="print as JSON")
     rm = sub.add_parser("remove", help="move named faces to rejected/")
@@ -82,17 +93,17 @@ def _refs(paths: list[str] | None):
     return identity_references(paths, finder)
 
 
-def _print_moved(flagged, verb: str, dry: bool) -> None:
+def _print_moved(flagged, verb: str, dry: bool, total: int) -> None:
     for face, reason in flagged:
         print(f"  {face.name}: {reason}")
-    print(f"{'would move' if dry else verb} {len(flagged)} face(s)"
+    print(f"{'would move' if dry else verb} {len(flagged)} of {total} face(s)"
           f"{'' if dry else ' to rejected/'}")  # fmt: skip
 
 
 def _run_faceset(args: argparse.Namespace) -> int:
     from faceswap import faceset as fsmod
 
-    fs = fsmod.load(args.faceset)
+    fs = load_faceset(args.faceset)
     dry = getattr(args, "dry_run", False)
     if args.action in ("filter", "dedupe", "remove", "restore") and not dry:
         with fsmod.writer_lock(fs.root):
@@ -121,7 +132,12 @@ def _faceset_action(args: argparse.Namespace, fs) -> int:
             if ident:
                 print(f"  identity: median distance to centroid {ident['centroid_distance']['median']:.3f}, "
                       f"{ident['beyond_threshold']} faces beyond 0.6 (other people?)")  # fmt: skip
-            print(f"  near-duplicates: {data['near_duplicates']}")
+            print(f"  near-duplicates: {data['near_duplicates']} (dedupe would move them)")
+            outl = data["outliers"]
+            what = ", ".join(f"{n} {k}" for k, n in sorted(outl.items())) or "none"
+            print(f"  outliers: {sum(outl.values())} (filter --auto would move them: {what})")
+            print(f"  rare expressions/poses: {data['rare']} faces with fewer than "
+                  f"{curate.RARE_NEIGHBOURS} look-alikes; keep them, a model learns least of these")  # fmt: skip
             bins = " ".join(f"{b['from']:+d}:{b['count']}" for b in data["yaw_histogram"])
             print(f"  yaw histogram (15 degree bins): {bins}")
 
@@ -142,7 +158,8 @@ def _faceset_action(args: argparse.Namespace, fs) -> int:
         emit(args, data, human)
     elif args.action == "filter":
         rule = curate.auto_rule(fs, args.strictness) if args.auto else curate.FilterRule()
-        for name in ("blur_below", "residual_above", "jitter_above", "identity_above",
+        for name in ("blur_below", "blur_extent_above", "residual_above", "jitter_above",
+                     "jump_above", "identity_above",
                      "yaw_beyond", "pitch_beyond", "score_below"):  # fmt: skip
             if getattr(args, name) is not None:
                 setattr(rule, name, getattr(args, name))
@@ -151,18 +168,22 @@ def _faceset_action(args: argparse.Namespace, fs) -> int:
             rule.identity_above = 0.6  # dlib's same-person distance
         if rule == curate.FilterRule():
             raise BadInput("faceset filter: give --auto or at least one threshold option")
+        total = len(fs.faces)
         flagged = curate.find_outliers(fs, rule, refs)
         moved = 0 if args.dry_run else curate.move_to_rejected(fs, flagged)
         data = {"rule": dataclasses.asdict(rule), "dry_run": args.dry_run, "moved": moved,
                 "flagged": [{"name": f.name, "reason": r} for f, r in flagged]}  # fmt: skip
-        emit(args, data, lambda: _print_moved(flagged, "moved", args.dry_run))
+        emit(args, data, lambda: _print_moved(flagged, "moved", args.dry_run, total))
     elif args.action == "dedupe":
-        pairs = curate.find_duplicates(fs, args.threshold)
+        shape = curate.DUPLICATE_SHAPE if args.shape is None else args.shape
+        pixels = curate.DUPLICATE_PIXELS if args.pixels is None else args.pixels
+        total = len(fs.faces)
+        pairs = curate.find_duplicates(fs, shape, pixels)
         flagged = [(dup, f"near-duplicate (of {kept.name})") for dup, kept in pairs]
         moved = 0 if args.dry_run else curate.move_to_rejected(fs, flagged)
-        data = {"threshold": args.threshold, "dry_run": args.dry_run, "moved": moved,
+        data = {"shape": shape, "pixels": pixels, "faces": len(fs.faces), "dry_run": args.dry_run, "moved": moved,
                 "flagged": [{"name": f.name, "reason": r} for f, r in flagged]}  # fmt: skip
-        emit(args, data, lambda: _print_moved(flagged, "moved", args.dry_run))
+        emit(args, data, lambda: _print_moved(flagged, "moved", args.dry_run, total))
     elif args.action == "remove":
         faces = curate.select(fs, args.names)
         moved = curate.move_to_rejected(fs, [(f, args.reason) for f in faces])

@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from faceswap.cli.common import Command, emit, progress_bar
+from faceswap.cli.common import Command, Interrupted, emit, load_faceset, progress_bar
 from faceswap.errors import BadInput
 
 log = logging.getLogger("faceswap")
@@ -115,7 +115,6 @@ def _budget(args: argparse.Namespace) -> float | None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from faceswap import faceset as fsmod
     from faceswap.train import distributed as dd
     from faceswap.train.trainer import open_run
 
@@ -132,7 +131,10 @@ def _run_train(args: argparse.Namespace) -> int:
 
         args.load = parse_parts(args.load) if args.load is not None else None
         args.init_from = resolve_checkpoint(args.init_from)
-    fs_a, fs_b = fsmod.load(args.faceset_a), fsmod.load(args.faceset_b)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"-o {run_dir}: is a file; a run is a folder (a new name, or an existing "
+                       "run with --resume)")  # fmt: skip
+    fs_a, fs_b = load_faceset(args.faceset_a, "-A"), load_faceset(args.faceset_b, "-B")
     if args.resume:
         cfg = open_run(run_dir, _train_config(args) if args.model else None, resume=True)
         if args.steps is not None:
@@ -164,6 +166,11 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
         latest = latest_checkpoint(run_dir)
         if latest is not None:
             trainer.restore(latest)
+            if main_rank:
+                log.info("resuming %s at step %d from %s (written %s ago)", run_dir,
+                         trainer.step, latest, _ago(latest))  # fmt: skip
+        elif main_rank:
+            log.warning("%s: no checkpoint yet; starting again from step 0", run_dir)
     elif args.init_from is not None:
         from faceswap.train.weight_import import init_from
 
@@ -175,8 +182,9 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
     log.info("model %s %dpx: %.1f M parameters, %.2f GFLOP per sample (forward+backward)",
              cfg.model.arch, cfg.model.resolution, trainer.parameters / 1e6,
              trainer.flops / 1e9)  # fmt: skip
-    left = None if cfg.budget else cfg.steps - trainer.step  # a budget's steps are estimated
-    bar = progress_bar(left, "train", unit="step", show=main_rank)
+    # a budget's steps are estimated; a resumed run's bar counts from its step, not from 0
+    bar = progress_bar(None if cfg.budget else cfg.steps, "train", unit="step", show=main_rank)
+    bar.update(trainer.step)
 
     def progress(step: int, d: dict) -> None:
         bar.update(1)
@@ -185,6 +193,15 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
 
     try:
         s = trainer.train(progress, tensorboard=not args.no_tensorboard)
+    except KeyboardInterrupt as exc:
+        from faceswap.train.checkpoint import latest_checkpoint
+
+        latest = latest_checkpoint(run_dir)
+        why = {"SIGTERM": ("terminated (SIGTERM)", 143), "SIGHUP": ("hung up (SIGHUP)", 129)}
+        what, code = why.get(str(exc), ("interrupted", 130))
+        saved = f"saved {latest}" if latest else "nothing saved yet (no step finished)"
+        raise Interrupted(f"{what} at step {trainer.step}; {saved}; resume with: "
+                          f"{_resume_command(args)}", code) from None  # fmt: skip
     finally:
         bar.close()
 
@@ -206,6 +223,31 @@ def _train(args: argparse.Namespace, cfg, fs_a, fs_b, run_dir: Path, dist) -> in
             data["import"] = report.to_dict()
         emit(args, data, human)
     return 0
+
+
+def _ago(path: Path) -> str:
+    """How long ago a checkpoint was written, in words ("3 min", "2.5 h")."""
+    import time
+
+    try:
+        secs = max(0.0, time.time() - (path / "state.json").stat().st_mtime)
+    except OSError:
+        return "an unknown time"
+    if secs < 120:
+        return f"{secs:.0f} s"
+    if secs < 7200:
+        return f"{secs / 60:.0f} min"
+    return f"{secs / 3600:.1f} h" if secs < 172800 else f"{secs / 86400:.1f} days"
+
+
+def _resume_command(args: argparse.Namespace) -> str:
+    import shlex
+
+    parts = ["faceswap", "train", "-A", args.faceset_a, "-B", args.faceset_b, "-o", args.output,
+             "--resume"]  # fmt: skip
+    if args.steps is not None:
+        parts += ["--steps", str(args.steps)]
+    return " ".join(shlex.quote(str(p)) for p in parts)
 
 
 LR_FIND_EXAMPLES = """examples:
@@ -231,7 +273,6 @@ def _add_lr_find(p: argparse.ArgumentParser) -> None:
 
 
 def _run_lr_find(args: argparse.Namespace) -> int:
-    from faceswap import faceset as fsmod
     from faceswap.train.lr_find import plot_lr_find, run_lr_find, suggest_lr
     from faceswap.train.trainer import Trainer
 
@@ -244,7 +285,8 @@ def _run_lr_find(args: argparse.Namespace) -> int:
         raise BadInput(f"{out}: exists and is not a folder")
     args.steps, n_steps = None, args.steps  # --steps means LRs here, not training steps
     cfg = _train_config(args)
-    trainer = Trainer(cfg, fsmod.load(args.faceset_a), fsmod.load(args.faceset_b), out)
+    fs_a, fs_b = load_faceset(args.faceset_a, "-A"), load_faceset(args.faceset_b, "-B")
+    trainer = Trainer(cfg, fs_a, fs_b, out)
     bar = progress_bar(n_steps, "lr-find", unit="lr")
 
     def step(lr: float) -> float:

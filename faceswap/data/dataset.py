@@ -86,7 +86,7 @@ class FaceDataset(torch.utils.data.Dataset):
         self.epoch = 0
         n = len(indices)
         images = np.empty((n, r, r, 3), dtype=np.uint8)  # RGB
-        masks = np.empty((n, r, r, 3), dtype=np.uint8)  # face, eyes, mouth
+        masks = np.empty((n, r, r, 4), dtype=np.uint8)  # face, eyes, mouth, inside the frame
         self.landmarks = np.empty((n, 68, 2), dtype=np.float32)  # at resolution r
         self.mean_luma = np.empty(n, dtype=np.float32)  # in [0, 1], for the contrast jitter
         interp = cv2.INTER_AREA if r < fs.size else cv2.INTER_CUBIC
@@ -111,6 +111,7 @@ class FaceDataset(torch.utils.data.Dataset):
                 masks[k, ..., 0] = _to_u8(landmark_mask(lm, r, mask_kind))
             masks[k, ..., 1] = _to_u8(region_mask(lm, r, "eyes"))
             masks[k, ..., 2] = _to_u8(region_mask(lm, r, "mouth"))
+            masks[k, ..., 3] = inside_frame(face, fs, r)
 
         t0 = time.perf_counter()
         workers = threads or min(8, os.cpu_count() or 1)
@@ -150,7 +151,7 @@ class FaceDataset(torch.utils.data.Dataset):
     @property
     def regions(self) -> np.ndarray:
         """(N, R, R, 2) uint8 eye and mouth masks (a view)."""
-        return self._masks.numpy()[..., 1:]
+        return self._masks.numpy()[..., 1:3]
 
     @property
     def nbytes(self) -> int:
@@ -218,6 +219,7 @@ class FaceDataset(torch.utils.data.Dataset):
             "mask": mask[0:1],
             "eyes": mask[1:2],
             "mouth": mask[2:3],
+            "valid": mask[3:4],
             "index": int(self.face_indices[i]),
         }
 
@@ -270,6 +272,33 @@ class FaceDataset(torch.utils.data.Dataset):
             target_f = _float(target)
             inp_f = target_f if inp is target else _float(inp)
         return target_f, inp_f, msk
+
+
+def inside_frame(face, fs: FaceSet, r: int) -> np.ndarray:
+    """(r, r) uint8: 255 where the aligned crop shows the source frame, 0 where the crop ran
+    past the frame's edge and was padded (a neutral constant since extraction pads so; older
+    sets hold a mirror image there). Training leaves those pixels out of the loss: nothing
+    real was there to learn. From data the index already has: the alignment matrix and the
+    source's frame size."""
+    src = fs.sources.get(face.source)
+    if src is None or src.width <= 0 or src.height <= 0:
+        return np.full((r, r), 255, np.uint8)
+    corners = np.array([[0, 0], [src.width, 0], [src.width, src.height], [0, src.height]], float)
+    m = np.asarray(face.matrix, np.float64) * (r / fs.size)  # source -> crop at r
+    quad = corners @ m[:, :2].T + m[:, 2]
+    if (quad.min(0) <= 0).all() and (quad.max(0) >= r).all() and _covers(quad, r):
+        return np.full((r, r), 255, np.uint8)
+    out = np.zeros((r, r), np.uint8)
+    # 4 fractional bits: the frame edge lands between pixels as often as on them
+    cv2.fillConvexPoly(out, np.rint(quad * 16).astype(np.int32), 255, cv2.LINE_AA, shift=4)
+    return out
+
+
+def _covers(quad: np.ndarray, r: int) -> bool:
+    """Does the convex quad (4, 2) hold all four crop corners?"""
+    poly = quad.astype(np.float32).reshape(-1, 1, 2)
+    return all(cv2.pointPolygonTest(poly, (float(x), float(y)), False) >= 0
+               for x, y in ((0, 0), (r, 0), (r, r), (0, r)))  # fmt: skip
 
 
 def _to_u8(mask: np.ndarray) -> np.ndarray:

@@ -191,4 +191,5 @@ def _pack(inp: torch.Tensor, target: torch.Tensor, masks: torch.Tensor) -> dict[
         "mask": masks[:, 0:1],
         "eyes": masks[:, 1:2],
         "mouth": masks[:, 2:3],
+        **({"valid": masks[:, 3:4]} if masks.shape[1] > 3 else {}),
     }

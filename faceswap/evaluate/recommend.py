@@ -55,15 +55,16 @@ def _coverage(numbers: dict[str, Any], out: list[dict[str, str]]) -> None:
                     continue
                 where = "beyond" if g["side"] > 0 else "below"
                 out.append({"level": "warn", "topic": "pose", "text": (
-                    f"{name} has fewer than {cov['min_faces']} faces {where} {g['limit']:+.0f} "
-                    f"degrees {g['axis']}; {_pct(g['share'])} of the target clip ({g['faces']} "
-                    f"faces) is {where} that. Add {name} footage with the head "
+                    f"{_pct(g['share'])} of the target clip ({g['faces']} faces) is {where} "
+                    f"{g['limit']:+.0f} degrees {g['axis']}, where {name} has fewer than "
+                    f"{cov['min_faces']} faces to cover it. Add {name} footage with the head "
                     f"{_DIRECTION[(g['axis'], g['side'])]}: {role}.")})  # fmt: skip
         if cov.get("outside_share") and cov["outside_share"] >= OUTSIDE_SHARE:
+            miss = ", ".join(f"{k} {_pct(v['share'] or 0)}" for k, v in cov["sets"].items())
             out.append({"level": "warn", "topic": "pose", "text": (
-                f"{_pct(cov['outside_share'])} of the target faces have poses that A and B do "
-                f"not cover (frames {_spans(cov['outside_spans'])}); expect weak swaps "
-                "there.")})  # fmt: skip
+                f"{_pct(cov['outside_share'])} of the target faces have poses that A or B does "
+                f"not cover (not covered by {miss}; frames {_spans(cov['outside_spans'])}); "
+                "expect weak swaps there.")})  # fmt: skip
         return
     a, b = sets.get("A", {}), sets.get("B", {})
     for axis in ("yaw", "pitch"):

@@ -181,6 +181,16 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [rows[s] for s in sorted(rows)]
 
 
+def _checkpoint_step(run_dir: Path) -> int:
+    from faceswap.train.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(run_dir)
+    try:
+        return int(latest.name.rsplit("-", 1)[-1]) if latest is not None else 0
+    except ValueError:
+        return 0
+
+
 def run_numbers(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """(numbers, arrays) of a run: loss history, overfitting events, best step, LR curve, the
     latest evaluation and preview. Overfitting events are recomputed from the history with the
@@ -226,7 +236,9 @@ def run_numbers(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         "path": str(run_dir),
         "model": f"{cfg.model.arch} {cfg.model.resolution}px",
         "evaluations": len(rows),
-        "last_step": last,
+        "last_val_step": last,
+        # where the run is: its latest checkpoint, which may be past its last validation
+        "last_step": max(last, _checkpoint_step(run_dir)),
         "best_step": state.best_step if state.best_step >= 0 else None,
         "best_val": state.best_val if math.isfinite(state.best_val) else None,
         "final": {k: rows[-1].get(k) for k in ("train", "val_a", "val_b", "gap")} if rows else None,
@@ -269,7 +281,8 @@ def gather(
     numbers["coverage"] = None
     if target is not None:
         train = {k: arrays["sets"][k]["poses"] for k in ("A", "B")}
-        numbers["coverage"] = coverage.ood_target(train, target, cfg.radius, cfg.min_faces)
+        own = {"A": coverage.members(fs_a, target), "B": coverage.members(fs_b, target)}
+        numbers["coverage"] = coverage.ood_target(train, target, cfg.radius, cfg.min_faces, own)
     numbers["run"] = None
     if run_dir is not None:
         numbers["run"], arrays["run"] = run_numbers(run_dir)
@@ -464,11 +477,13 @@ def _coverage_html(numbers: dict[str, Any], png: bytes) -> str:
     parts.append(_table(["set", "faces", "yaw from", "yaw to", "pitch from", "pitch to"], rows))
     cov = numbers["coverage"]
     if cov:
+        miss = ", ".join(f"{k} misses {100 * (v['share'] or 0):.1f}%"
+                         for k, v in cov["sets"].items())  # fmt: skip
         parts.append(
-            f"<p>{cov['faces']} target faces; a pose counts as covered where a set has "
-            f"{cov['min_faces']} faces within {cov['radius']:g} degrees. Outside A or B: "
-            f"<b>{100 * (cov['outside_share'] or 0):.1f}%</b> "
-            f"({len(cov['outside'])} faces).</p>"
+            f"<p>{cov['faces']} target faces; a set covers a pose where it has "
+            f"{cov['min_faces']} faces within {cov['radius']:g} degrees (or the face is its own). "
+            f"Not covered by A or not by B: <b>{100 * (cov['outside_share'] or 0):.1f}%</b> "
+            f"({len(cov['outside'])} faces; {miss}).</p>"
         )
         spans = "; ".join(f"{html.escape(k)}: " + ", ".join(f"{a}-{b}" if a != b else str(a)
                           for a, b in v) for k, v in cov["outside_spans"].items())  # fmt: skip
@@ -545,10 +560,13 @@ def _evaluation_rows(ev: dict[str, Any]) -> list[list[Any]]:
 
 
 def _training_html(run: dict[str, Any], arrays: dict[str, Any], png: bytes | None) -> str:
+    if run["evaluations"]:
+        where = (f"{run['evaluations']} validations up to step {run['last_val_step']}; best "
+                 f"validation loss {_fmt(run['best_val'], 4)} at step {_fmt(run['best_step'])}")  # fmt: skip
+    else:
+        where = "no validation yet"
     parts = [f"<h2 id='training'>Training: {html.escape(run['path'])}</h2>",
-             f"<p>{html.escape(run['model'])}, {run['evaluations']} validations up to step "
-             f"{run['last_step']}; best validation loss {_fmt(run['best_val'], 4)} at step "
-             f"{_fmt(run['best_step'])}.</p>"]  # fmt: skip
+             f"<p>{html.escape(run['model'])}, at step {run['last_step']}; {where}.</p>"]  # fmt: skip
     if png is not None:
         parts.append(_img(png, "loss and learning rate"))
     else:

@@ -250,8 +250,11 @@ class FaceFinder:
                 trk.score = score
                 new_tracks.append(trk)
                 m = alignment.crop_matrix(lms, cfg.size, cfg.centering)
+                # past the frame's edge: a neutral grey, not a mirror image (a reflected chin and
+                # neck read as a face); training masks it out (data.dataset.inside_frame)
                 crop = cv2.warpAffine(bgr, m, (cfg.size, cfg.size), flags=cv2.INTER_CUBIC,
-                                      borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+                                      borderMode=cv2.BORDER_CONSTANT,
+                                      borderValue=(128, 128, 128))  # fmt: skip
                 aligned = alignment.transform_points(m, lms)
                 yaw, pitch, roll = head_pose(lms, (fw, fh))
                 face = FoundFace(

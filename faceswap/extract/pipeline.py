@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import time
 from collections import Counter, defaultdict
@@ -50,6 +51,7 @@ class ExtractSummary:
     faces_kept: int = 0
     faces_in_set: int = 0
     rejected: dict[str, int] = field(default_factory=dict)  # kept in rejected/, by reason
+    identity_closest: float | None = None  # --identity: smallest distance to a reference seen
     dropped: dict[str, int] = field(default_factory=dict)  # detections not saved, by reason
     seconds: float = 0.0
     frames_per_second: float = 0.0
@@ -397,6 +399,10 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
                 summary.frames_without_face += sum(1 for i in result.frames if i not in with_face)
                 for f in result.faces:
                     summary.faces_found += 1
+                    if f.identity_distance is not None:
+                        summary.identity_closest = min(
+                            f.identity_distance, summary.identity_closest or math.inf
+                        )
                     folder = fsmod.REJECTED_DIR if f.rejected else fsmod.FACES_DIR
                     rec = _face_record(fs, key, f, folder)
                     durable.write(fs.path_of(rec), f.image)

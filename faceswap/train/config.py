@@ -42,13 +42,16 @@ class TrainConfig:
         "draw training faces evenly over 10-degree yaw bins (rare head turns as often "
         "as frontal faces)",
     )
-    val_every: int = option(250, "steps between validation runs")
+    val_every: int = option(250, "steps between validation runs (or val_minutes, first wins)")
+    val_minutes: float = option(1.5, "minutes between validation runs (0 = by steps only)")
     val_batches: int = option(4, "batches per side per validation run (0 = all)")
     overfit_evals: int = option(3, "warn when validation rises this many evaluations in a row")
     early_stop: int = option(0, "stop after this many evaluations without a new best (0 = off)")
-    save_every: int = option(500, "steps between checkpoints")
+    save_every: int = option(500, "steps between checkpoints (or save_minutes, first wins)")
+    save_minutes: float = option(5.0, "minutes between checkpoints (0 = by steps only)")
     keep_last: int = option(3, "step checkpoints kept (plus best)")
-    preview_every: int = option(250, "steps between preview grids (PNG and TensorBoard)")
+    preview_every: int = option(250, "steps between preview grids (or preview_minutes)")
+    preview_minutes: float = option(1.5, "minutes between preview grids (0 = by steps only)")
     log_every: int = option(10, "steps between TensorBoard scalars")
     weight_decay: float = option(0.0, "AdamW weight decay")
     beta1: float = option(0.5, "AdamW beta1 (0.5 as in the classic faceswap trainers)")
@@ -78,6 +81,8 @@ class TrainConfig:
         check(0.0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)")
         for name in ("val_every", "save_every", "preview_every", "log_every"):
             check(getattr(self, name) >= 1, f"{name} must be >= 1")
+        for name in ("val_minutes", "save_minutes", "preview_minutes"):
+            check(getattr(self, name) >= 0, f"{name} must be >= 0")
         check(self.val_batches >= 0, "val_batches must be >= 0")
         check(self.overfit_evals >= 2, "overfit_evals must be >= 2")
         check(self.early_stop >= 0, "early_stop must be >= 0")

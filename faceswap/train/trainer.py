@@ -5,8 +5,8 @@
         z = model.encode(cat(a.input, b.input))           # one encoder pass for both sides
         loss = FaceLoss(decode(z_a, "a"), a) + FaceLoss(decode(z_b, "b"), b)
         step the optimizer at lr_at(schedule, step)       # pure function of the step
-        every val_every: validation loss per side -> monitor (best, overfitting), plateau
-        every save_every: checkpoint (weights, optimizer, data positions, RNG, monitor)
+        every val_every steps or val_minutes: validation loss per side -> monitor, plateau
+        every save_every steps or save_minutes: checkpoint (weights, optimizer, data, RNG)
 
 Frozen parts (cfg.freeze, a pure function of the step like the LR) have requires_grad off: no
 gradient is computed for them, so AdamW skips them (no moments, no weight decay) until they thaw.
@@ -22,6 +22,8 @@ import errno
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ from faceswap.data.loader import balance_weights
 from faceswap.errors import BadInput
 from faceswap.models import Autoencoder, build_model, count_parameters
 from faceswap.models.measure import cached_flops_per_sample
+from faceswap.train import cadence
 from faceswap.train import checkpoint as ck
 from faceswap.train import distributed as dd
 from faceswap.train.budget import CALIBRATE, RE_ESTIMATE, BudgetClock, estimate_total
@@ -323,6 +326,15 @@ class Trainer:
         log.info("budget %.0f s (%s clock): %.3f s a step, about %d steps; the schedule runs "
                  "over %d", b.seconds, b.clock, pace, total, self.schedule.total_steps)  # fmt: skip
 
+    def _every(self, minutes: float, per_budget: int) -> float:
+        """Seconds between runs of a periodic task: `minutes`, and under a budget at least
+        `per_budget` times over it (a 5-minute budget still gets ten previews)."""
+        seconds = 60.0 * minutes
+        if self.cfg.budget:
+            share = self.cfg.budget / per_budget
+            seconds = min(seconds, share) if seconds > 0 else share
+        return seconds
+
     def finished(self) -> bool:
         """The run is at its end: --steps reached, or the budget spent (or its estimated
         steps taken: the LR has reached its floor)."""
@@ -412,7 +424,7 @@ class Trainer:
         parts = {}
         total = 0.0
         for side, batch in (("a", a), ("b", b)):
-            rgb, mask = out[side]
+            rgb, mask = outside_frame_as_target(*out[side], batch)
             loss, p = self.loss_fn(rgb, mask, batch["target"], batch["mask"], batch["eyes"],
                                    batch["mouth"])  # fmt: skip
             total = total + loss
@@ -488,9 +500,9 @@ class Trainer:
             for start in starts:
                 items = [ds[i] for i in range(start, min(n, start + self.cfg.batch_size))]
                 batch = self._prep({k: torch.stack([it[k] for it in items])
-                                    for k in ("input", "target", "mask", "eyes", "mouth")})  # fmt: skip
+                                    for k in ("input", "target", "mask", "eyes", "mouth", "valid")})  # fmt: skip
                 with self._autocast():
-                    rgb, mask = self.model(batch["input"], side)
+                    rgb, mask = outside_frame_as_target(*self.model(batch["input"], side), batch)
                 loss, _ = self.loss_fn(rgb, mask, batch["target"], batch["mask"], batch["eyes"],
                                        batch["mouth"])  # fmt: skip
                 total += float(loss) * len(items)
@@ -499,14 +511,42 @@ class Trainer:
             out[side] = total / max(count, 1)
         return out
 
+    def preview_faces(self, side: str, n: int) -> list[tuple[str, int]]:
+        """`n` faces of a side that differ most in pose and expression, as ("val" | "train",
+        position) pairs: farthest-point sampling on the aligned landmarks of all its faces
+        (a validation split is a few short blocks of frames, too alike on a short clip), from
+        the face nearest the mean. A pure function of the split, so every preview of a run
+        (and of its resumes) shows the same faces and progress is comparable."""
+        sets = [("val", self.val_sets[side]), ("train", self.train_sets[side])]
+        keys = [(name, i) for name, ds in sets for i in range(len(ds))]
+        lms = np.concatenate([ds.landmarks.reshape(len(ds), -1) for _, ds in sets]).astype(
+            np.float64
+        )
+        if len(keys) <= n:
+            return keys
+        picked = [int(np.argmin(np.linalg.norm(lms - lms.mean(0), axis=1)))]
+        dist = np.linalg.norm(lms - lms[picked[0]], axis=1)
+        while len(picked) < n:
+            picked.append(int(np.argmax(dist)))
+            dist = np.minimum(dist, np.linalg.norm(lms - lms[picked[-1]], axis=1))
+        return [keys[i] for i in picked]
+
+    def _clean_face(self, side: str, key: tuple[str, int]) -> torch.Tensor:
+        """(3, R, R) float RGB in [0, 1], without augmentation."""
+        name, i = key
+        if name == "val":
+            return self.val_sets[side][i]["target"]
+        img = self.train_sets[side].images[i]  # (R, R, 3) uint8 RGB
+        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
+
     @torch.no_grad()
     def preview(self, n: int = 4) -> np.ndarray:
-        """Grid rows of (A, A->A, A->B, B, B->B, B->A) on held-out faces: uint8 (H, W, 3) RGB."""
+        """Grid rows of (A, A->A, A->B, B, B->B, B->A) on the faces preview_faces picks, under a
+        header naming the columns: uint8 (H, W, 3) RGB."""
         self.model.eval()
         cells = []
         for side, other in (("a", "b"), ("b", "a")):
-            ds = self.val_sets[side]
-            x = torch.stack([ds[i]["target"] for i in range(min(n, len(ds)))])
+            x = torch.stack([self._clean_face(side, k) for k in self.preview_faces(side, n)])
             x = self._prep({"x": x})["x"]
             with self._autocast():
                 z = self.model.encode(x)
@@ -515,7 +555,8 @@ class Trainer:
             cells.append(torch.cat([x, same.float(), swap.float()], dim=3))  # side by side
         rows = torch.cat([torch.cat([cells[0][i], cells[1][i]], dim=2)
                           for i in range(min(len(cells[0]), len(cells[1])))], dim=1)  # fmt: skip
-        return (rows.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+        grid = (rows.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+        return np.concatenate([preview_header(grid.shape[1] // 6), grid], axis=0)
 
     def _save_preview(self) -> Path:
         import cv2
@@ -559,10 +600,18 @@ class Trainer:
                        "lr": lr_at(self.schedule, max(self.step - 1, 0), self.plateau.scale)
                        * self.lr_scale}  # fmt: skip
                 fh.write(json.dumps(row) + "\n")
-        stop = bool(self.cfg.early_stop) and (
-            self.step - self.monitor.best_step >= self.cfg.early_stop * self.cfg.val_every
-        )
+        # counted in evaluations, not steps: validation may run by the clock
+        since_best = sum(1 for s, _, _ in self.monitor.history if s > self.monitor.best_step)
+        stop = bool(self.cfg.early_stop) and since_best >= self.cfg.early_stop
         return val, best, stop
+
+    def _agree(self, flags: dict[str, bool]) -> dict[str, bool]:
+        """Rank 0's decisions for every rank (time-based cadence reads a clock per process)."""
+        if not self.dist.enabled:
+            return flags
+        mine = [float(v) if self.is_main else 0.0 for v in flags.values()]
+        summed = dd.all_reduce_sum(mine, self.dist, self.device)
+        return {k: v > 0 for k, v in zip(flags, summed)}
 
     # ---- the loop ------------------------------------------------------------------------------
     @locked_run  # one trainer per run folder; a second one fails naming the first
@@ -589,36 +638,58 @@ class Trainer:
             self.lineage["start_val"] = dict(val)
             if self.is_main:
                 self.save(best=is_best)
+        now = time.monotonic()
+        due = {
+            "val": cadence.Due(cfg.val_every, self._every(cfg.val_minutes, 10), self.step, now),
+            "preview": cadence.Due(
+                cfg.preview_every, self._every(cfg.preview_minutes, 10), self.step, now
+            ),  # fmt: skip
+            "save": cadence.Due(cfg.save_every, self._every(cfg.save_minutes, 4), self.step, now),
+        }
         try:
-            while not self.finished():
-                t_step = time.perf_counter()
-                last = self.train_step()
-                self._pace_budget(start)
-                final = self.finished()
-                rate = faces_per_step / max(time.perf_counter() - t_step, 1e-9)
-                last["samples_per_s"] = rate
-                if self.writer is not None and self.step % cfg.log_every == 0:
-                    for k, v in last.items():
-                        if math.isfinite(v):
-                            self.writer.add_scalar(f"train/{k}", v, self.step)
-                if progress:
-                    progress(self.step, last)
-                is_best = early = False
-                if self.step % cfg.val_every == 0 or final:
-                    val, is_best, early = self._evaluate()
-                # only rank 0 writes previews and checkpoints
-                if self.is_main and (self.step % cfg.preview_every == 0 or final):
-                    self._save_preview()
-                if self.is_main and (self.step % cfg.save_every == 0 or final or is_best):
-                    self.save(best=is_best)
-                if early:
-                    stopped = (
-                        f"early stop: no better validation loss for {cfg.early_stop} evaluations"
-                    )
-                    log.warning(stopped)
-                    if self.is_main:
-                        self.save()
-                    break
+            with _stop_on_signals() as signalled:
+                while not self.finished():
+                    t_step = time.perf_counter()
+                    last = self.train_step()
+                    self._pace_budget(start)
+                    rate = faces_per_step / max(time.perf_counter() - t_step, 1e-9)
+                    last["samples_per_s"] = rate
+                    if self.writer is not None and self.step % cfg.log_every == 0:
+                        for k, v in last.items():
+                            if math.isfinite(v):
+                                self.writer.add_scalar(f"train/{k}", v, self.step)
+                    if progress:
+                        progress(self.step, last)
+                    now, end = time.monotonic(), self.finished()
+                    # ranks must agree: the clock of rank 0 decides for all
+                    run = self._agree({k: end or cadence.is_due(d, self.step, now)
+                                       for k, d in due.items()})  # fmt: skip
+                    is_best = early = False
+                    if run["val"]:
+                        val, is_best, early = self._evaluate()
+                        cadence.mark(due["val"], self.step, now)
+                    # only rank 0 writes previews and checkpoints
+                    if run["preview"]:
+                        if self.is_main:
+                            self._save_preview()
+                        cadence.mark(due["preview"], self.step, now)
+                    if run["save"] or is_best:
+                        if self.is_main:
+                            self.save(best=is_best)
+                        cadence.mark(due["save"], self.step, now)
+                    if early:
+                        stopped = (
+                            f"early stop: no better validation loss for {cfg.early_stop} "
+                            "evaluations"
+                        )
+                        log.warning(stopped)
+                        if self.is_main:
+                            self.save()
+                        break
+                    if signalled:
+                        # SIGTERM/SIGHUP: finish the step, then leave exactly like Ctrl-C
+                        log.warning("%s received at step %d", signalled[0], self.step)
+                        raise KeyboardInterrupt(signalled[0])
         except KeyboardInterrupt:
             if self.step > start and self.is_main:
                 self.save()
@@ -643,6 +714,63 @@ class Trainer:
             best_step=self.monitor.best_step if self.monitor.best_step >= 0 else None,
             events=self.events, stopped=stopped, lineage=self.lineage,
         )  # fmt: skip
+
+
+def outside_frame_as_target(rgb: torch.Tensor, mask: torch.Tensor | None, batch: dict):
+    """The prediction with the crop's padded part (past the source frame's edge, batch
+    "valid" 0) replaced by the target: no loss and no gradient there, for every loss term.
+    rgb (B, 3, R, R), mask (B, 1, R, R) or None, valid (B, 1, R, R) in [0, 1]."""
+    valid = batch.get("valid")
+    if valid is None:
+        return rgb, mask
+    valid = valid.to(rgb.dtype)
+    rgb = rgb * valid + batch["target"].to(rgb.dtype) * (1 - valid)
+    if mask is not None:
+        mask = mask * valid + batch["mask"].to(mask.dtype) * (1 - valid)
+    return rgb, mask
+
+
+PREVIEW_COLUMNS = ("A", "A->A", "A->B", "B", "B->B", "B->A")
+
+
+def preview_header(cell: int) -> np.ndarray:
+    """(h, 6 * cell, 3) uint8 strip with the preview's column names: the input face, its
+    reconstruction by its own decoder, and its swap by the other decoder, for A then B."""
+    import cv2
+
+    h = max(14, cell // 6)
+    strip = np.full((h, 6 * cell, 3), 32, np.uint8)
+    scale = h / 30.0
+    for k, name in enumerate(PREVIEW_COLUMNS):
+        (w, th), _ = cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        org = (k * cell + max(0, (cell - w) // 2), (h + th) // 2)
+        cv2.putText(strip, name, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)  # fmt: skip
+    return strip
+
+
+@contextlib.contextmanager
+def _stop_on_signals():
+    """SIGTERM and SIGHUP (a closed terminal, `kill`, a scheduler ending the job) stop training
+    like Ctrl-C: the loop sees the name in the yielded list after its step, saves and exits.
+    Only in the main thread (signal handlers cannot be set elsewhere); old handlers come back."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    old = {}
+
+    def handler(signum, _frame) -> None:
+        received.append(signal.Signals(signum).name)
+
+    for n in names:
+        old[n] = signal.signal(getattr(signal, n), handler)
+    try:
+        yield received
+    finally:
+        for n, h in old.items():
+            signal.signal(getattr(signal, n), h)
 
 
 # ---- run folders -------------------------------------------------------------------------------
@@ -701,6 +829,8 @@ def open_run(run_dir: Path, cfg: TrainConfig | None, resume: bool) -> TrainConfi
         if cfg is not None:
             saved.steps = cfg.steps  # extending a run is the one change a resume allows
         return saved
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: is a file; the run folder must be a new name or a run")
     if exists or (run_dir.exists() and any(run_dir.iterdir())):
         raise BadInput(
             f"{run_dir}: run folder exists; continue it with --resume or choose another -o"
