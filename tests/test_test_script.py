@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _chromium_block() -> str:
     text = (ROOT / "scripts" / "test.sh").read_text()
-    start = text.index("# The report test renders")
+    start = text.index("# The report and UI tests drive")
     return text[start : text.index(".venv/bin/python -m pytest")]
 
 

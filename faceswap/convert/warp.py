@@ -39,8 +39,9 @@ def face_matrices(
 def crop_face(frame: np.ndarray, m_crop: np.ndarray, crop_size: int, resolution: int) -> np.ndarray:
     """The (R, R, 3) model input cut from `frame` as training saw it: warped at the face
     set's size with extract's flags, then resized like FaceDataset does."""
+    # past the frame's edge: extract's neutral grey (a mirror image reads as more face)
     crop = cv2.warpAffine(frame, m_crop, (crop_size, crop_size), flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=(128, 128, 128))  # fmt: skip
     if crop_size == resolution:
         return crop
     interp = cv2.INTER_AREA if resolution < crop_size else cv2.INTER_CUBIC

@@ -102,7 +102,7 @@ def resolve_backends(cfg: ExtractConfig, check_weights: bool = True) -> Backends
             if ok
             else ("no CUDA GPU" if fa_weights[fa_name] else f"no {fa_name} weights")
         )
-        log.info("%s auto -> %s (%s)", kind, picked[kind], why)
+        log.debug("%s auto -> %s (%s)", kind, picked[kind], why)  # the summary names them
     if check_weights:
         # an explicit face-alignment backend without its weights fails here, before any
         # output is created, with the line that says how to get them
