@@ -193,3 +193,22 @@ def test_evaluate_swap_video_bad_input(tiny_run, faceset_pair, astronaut_clip, t
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1
     assert (result.read_bytes() if result.exists() else None) == before  # nothing written
+
+
+def test_seam_sees_a_dark_band_where_the_mask_ends(face):
+    """The demo's defect: a dark band just inside the top of the swapped region (hair the
+    decoder drew over the forehead), the rest of the face well blended."""
+    img, lm = face
+    iod = sq.interocular(lm)
+    region = sq.face_region(lm, img.shape[:2])
+    blended = _paste(img, lm, feather=0.1 * iod, colour_shift=4.0)
+    sd = sq._signed_distance(sq.changed_region(blended, img))
+    ys = np.nonzero(region)[0]
+    top = np.zeros_like(region)
+    top[: ys.min() + int(0.5 * iod)] = True  # the upper part of the face
+    band = (sd < 0) & (sd > -0.2 * iod) & top
+    banded = blended.copy()
+    banded[band] = (banded[band] * 0.5).astype(np.uint8)  # half as bright
+    s_blend = sq.seam_step(blended, img, sq.changed_region(blended, img), iod)
+    s_band = sq.seam_step(banded, img, sq.changed_region(banded, img), iod)
+    assert s_band > s_blend + 0.15

@@ -212,15 +212,17 @@ def seam_step(
     `orig` (1.0 = the edge adds nothing a viewer could see).
 
     Around the region's centre, per angular sector, the step is the distance between the mean
-    colour of a ring just inside the edge (0.3-0.45 inter-ocular distances in: past any
-    feathering) and a ring just outside it (0.05-0.2 out); the figure is the mean over sectors
-    of the output's step over the original's. Sectors keep it local: a dark band across the
-    forehead is not averaged away by the cheeks, nor hidden by a strong natural edge (hair).
+    colour of a ring inside the edge and a ring just outside it (0.05-0.2 inter-ocular
+    distances out); two inner rings are tried, one at the edge (0.05-0.2 in: a dark band where
+    the mask ends sits there) and one past any feathering (0.3-0.45 in), and the larger step
+    counts. The figure is the mean over sectors of the output's step over the original's.
+    Sectors keep it local: a band across the forehead is not averaged away by the cheeks, nor
+    hidden by a strong natural edge (hair).
     """
     if region.sum() < 50:
         return None
     sd = _signed_distance(region)
-    inner = (sd <= -0.3 * iod) & (sd >= -0.45 * iod)
+    inners = [(sd <= -0.05 * iod) & (sd >= -0.2 * iod), (sd <= -0.3 * iod) & (sd >= -0.45 * iod)]
     outer = (sd >= 0.05 * iod) & (sd <= 0.2 * iod)
     ys, xs = np.nonzero(region)
     cy, cx = ys.mean(), xs.mean()
@@ -230,13 +232,19 @@ def seam_step(
     o, g = out.astype(np.float32), orig.astype(np.float32)
     ratios = []
     for s in range(sectors):
-        i, j = inner & (sector == s), outer & (sector == s)
-        if i.sum() < 5 or j.sum() < 5:
-            continue
-        step_out = np.linalg.norm(o[i].mean(0) - o[j].mean(0))
-        step_orig = np.linalg.norm(g[i].mean(0) - g[j].mean(0))
-        # the floor: an original edge under 8 levels (of 441 across RGB) is as good as flat
-        ratios.append(step_out / max(float(step_orig), 8.0))
+        j = outer & (sector == s)
+        best = None
+        for inner in inners:
+            i = inner & (sector == s)
+            if i.sum() < 5 or j.sum() < 5:
+                continue
+            step_out = np.linalg.norm(o[i].mean(0) - o[j].mean(0))
+            step_orig = np.linalg.norm(g[i].mean(0) - g[j].mean(0))
+            # the floor: an original edge under 8 levels (of 441 across RGB) is as good as flat
+            ratio = step_out / max(float(step_orig), 8.0)
+            best = ratio if best is None else max(best, ratio)
+        if best is not None:
+            ratios.append(best)
     if not ratios:
         return None
     return float(np.mean(ratios))
