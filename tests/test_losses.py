@@ -320,5 +320,5 @@ def test_config_validation():
     ):
         with pytest.raises(ValueError):
             LossConfig(**bad)
-    assert LossConfig().terms == {"mae": 1.0}
+    assert LossConfig().terms == {"mae": 1.0, "ssim": 0.5}  # the benchmarked default
     assert LossConfig().terms is not LossConfig().terms

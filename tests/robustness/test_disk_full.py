@@ -105,13 +105,14 @@ def test_extract_on_a_full_disk_keeps_the_last_saved_set_and_resumes(
     real = fsmod.atomic_write_bytes
     calls = {"n": 0}
 
-    def fills_up(path, data):
-        # the 7th write on fails: by then the index was saved after frames 0-3 (chunk 4);
-        # the later images and every later index save (the one in the error path too) fail
+    def fills_up(path, data, **kw):
+        # the 8th write on fails: the empty set's arrays and index (1, 2), frames 0-3's images
+        # (3-6) and the index that lists them (7; its arrays are appended, not rewritten) are
+        # written; the later images and every later index save (the error path's too) fail
         calls["n"] += 1
-        if calls["n"] >= 7:
+        if calls["n"] >= 8:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, data)
+        real(path, data, **kw)
 
     monkeypatch.setattr(fsmod, "atomic_write_bytes", fills_up)
     assert main(JOBS["extract"].argv(ctx, out)) == 2
