@@ -171,3 +171,15 @@ def add_detection_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-score", type=float, help="drop detections scoring below this")
     p.add_argument("--min-size", type=int, help="drop faces smaller than this many pixels")
     p.add_argument("--max-faces", type=int, help="keep the N largest faces per frame")
+
+
+def provider_as_device(args: argparse.Namespace) -> None:
+    """--provider (onnxruntime's name for where an .onnx model runs) into --device: the same
+    choice, so both given and different is an error."""
+    if args.provider is None:
+        return
+    if args.provider not in ("auto", "cpu", "cuda"):
+        raise BadInput(f"--provider {args.provider!r}: must be auto, cpu or cuda")
+    if args.device is not None and args.device != args.provider:
+        raise BadInput(f"--provider {args.provider} and --device {args.device} disagree; give one")
+    args.device = args.provider

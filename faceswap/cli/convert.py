@@ -13,6 +13,7 @@ from faceswap.cli.common import (
     emit,
     frame_range,
     progress_bar,
+    provider_as_device,
 )
 
 CONVERT_EXAMPLES = """examples:
@@ -91,17 +92,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 def _config(args: argparse.Namespace):
     from faceswap.config import from_dict, load_yaml
     from faceswap.convert.config import ConvertConfig
-    from faceswap.errors import BadInput
 
     data = load_yaml(args.config) if args.config else {}
-    if args.provider is not None:
-        if args.provider not in ("auto", "cpu", "cuda"):
-            raise BadInput(f"--provider {args.provider!r}: must be auto, cpu or cuda")
-        # an .onnx model runs where --device says; --provider is its onnxruntime spelling
-        if args.device is not None and args.device != args.provider:
-            raise BadInput(f"--provider {args.provider} and --device {args.device} disagree; "
-                           "give one")  # fmt: skip
-        args.device = args.provider
+    provider_as_device(args)
     for name in _TOP:
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)

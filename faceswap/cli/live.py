@@ -6,7 +6,13 @@ import argparse
 import dataclasses
 import sys
 
-from faceswap.cli.common import DETECTION_FLAGS, Command, add_detection_options, emit
+from faceswap.cli.common import (
+    DETECTION_FLAGS,
+    Command,
+    add_detection_options,
+    emit,
+    provider_as_device,
+)
 
 LIVE_EXAMPLES = """examples:
   faceswap live -m alice2bob.onnx --source 0                 (camera 0 in a window; q quits)
@@ -69,17 +75,10 @@ def _add(p: argparse.ArgumentParser) -> None:
 
 def _config(args: argparse.Namespace):
     from faceswap.config import from_dict, load_yaml
-    from faceswap.errors import BadInput
     from faceswap.live.config import LiveConfig
 
     data = load_yaml(args.config) if args.config else {}
-    if args.provider is not None:
-        if args.provider not in ("auto", "cpu", "cuda"):
-            raise BadInput(f"--provider {args.provider!r}: must be auto, cpu or cuda")
-        if args.device is not None and args.device != args.provider:
-            raise BadInput(f"--provider {args.provider} and --device {args.device} disagree; "
-                           "give one")  # fmt: skip
-        args.device = args.provider
+    provider_as_device(args)
     for name in _TOP:
         if getattr(args, name) is not None:
             data[name] = getattr(args, name)
