@@ -93,7 +93,9 @@ def test_finder_runs_end_to_end_on_s3fd_and_fan_code_paths():
 
 
 def test_auto_picks_dlib_without_cuda(caplog):
-    caplog.set_level("DEBUG")  # the choice is logged at debug (the summary names it)
+    # the choice is logged at debug (the summary names it); the logger itself, since a CLI test
+    # may have set the package logger to INFO
+    caplog.set_level("DEBUG", logger="faceswap.extract.pipeline")
     b = resolve_backends(ExtractConfig())
     if not torch.cuda.is_available():
         assert (b.detector, b.aligner, b.device) == ("dlib-hog", "dlib", "cpu")
