@@ -183,3 +183,14 @@ def provider_as_device(args: argparse.Namespace) -> None:
     if args.device is not None and args.device != args.provider:
         raise BadInput(f"--provider {args.provider} and --device {args.device} disagree; give one")
     args.device = args.provider
+
+
+def flags_over_yaml(args: argparse.Namespace, names: tuple[str, ...] | list[str]) -> dict:
+    """The --config YAML (or {}) with every flag of `names` that was given on top."""
+    from faceswap.config import load_yaml
+
+    data = load_yaml(args.config) if args.config else {}
+    for name in names:
+        if getattr(args, name) is not None:
+            data[name] = getattr(args, name)
+    return data

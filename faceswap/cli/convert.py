@@ -11,6 +11,7 @@ from faceswap.cli.common import (
     Command,
     add_detection_options,
     emit,
+    flags_over_yaml,
     frame_range,
     progress_bar,
     provider_as_device,
@@ -90,14 +91,11 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from faceswap.config import from_dict, load_yaml
+    from faceswap.config import from_dict
     from faceswap.convert.config import ConvertConfig
 
-    data = load_yaml(args.config) if args.config else {}
     provider_as_device(args)
-    for name in _TOP:
-        if getattr(args, name) is not None:
-            data[name] = getattr(args, name)
+    data = flags_over_yaml(args, _TOP)
     if args.watermark:
         data["watermark"] = True
     if args.identity and args.select is None:

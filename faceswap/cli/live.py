@@ -11,6 +11,7 @@ from faceswap.cli.common import (
     Command,
     add_detection_options,
     emit,
+    flags_over_yaml,
     provider_as_device,
 )
 
@@ -74,14 +75,11 @@ def _add(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
-    from faceswap.config import from_dict, load_yaml
+    from faceswap.config import from_dict
     from faceswap.live.config import LiveConfig
 
-    data = load_yaml(args.config) if args.config else {}
     provider_as_device(args)
-    for name in _TOP:
-        if getattr(args, name) is not None:
-            data[name] = getattr(args, name)
+    data = flags_over_yaml(args, _TOP)
     if args.no_smooth:
         data["smooth"] = False
     if args.no_watermark:
