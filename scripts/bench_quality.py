@@ -117,7 +117,9 @@ def reuse_marks(run: Path, marks: list[float]) -> dict[float, dict]:
     for mark in marks:
         ck = run / "marks" / f"mark-{int(mark):05d}"
         if not (ck / "state.json").is_file():
-            raise SystemExit(f"bench_quality: --from-run: {ck} not found")
+            print(f"bench_quality: --from-run: {ck} not found (train that tag first)",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(2)
         state = _json.loads((ck / "state.json").read_text())
         out[mark] = {"checkpoint": ck, "step": int(state["step"]), "loss": None}
     return out
@@ -248,7 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_quality: {CLIPS} not found (the shared real clips)", file=sys.stderr)
         return 2
     pairs = args.pairs.split(",")
-    args.marks = [float(m) for m in args.marks.split(",")]
+    try:
+        args.marks = sorted(float(m) for m in args.marks.split(","))
+        if not args.marks or args.marks[0] <= 0:
+            raise ValueError
+    except ValueError:
+        print(f"bench_quality: --marks {args.marks!r}: give seconds > 0, e.g. 300,600,1200",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if args.quick:
         pairs, args.marks = pairs[:1], [300.0]
     for p in pairs:
@@ -262,6 +271,18 @@ def main(argv: list[str] | None = None) -> int:
     from faceswap.evaluate.clip_quality import FrameJudge
 
     judge = FrameJudge()
+    from faceswap.errors import BadInput
+
+    try:  # a bad --config, --set or --convert is one line
+        train_config(args.config, args.set)
+        if args.convert:
+            try:
+                json.loads(args.convert)
+            except ValueError as exc:
+                raise ValueError(f"--convert is not JSON ({exc})") from None
+    except (BadInput, ValueError) as exc:
+        print(f"bench_quality: {exc}", file=sys.stderr)
+        return 2
     for p in pairs:
         rows = run_pair(p, args, judge)
         if args.json:
