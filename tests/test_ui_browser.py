@@ -66,6 +66,28 @@ def shot(driver, name: str) -> None:
         driver.save_screenshot(str(Path(SHOTS) / f"ui-{name}.png"))
 
 
+def watch_extract(driver, until_rate: bool, timeout: float = 150.0) -> tuple[bool, int]:
+    """Poll the extract page: (a live frames/s rate was shown, extract jobs done). Returns at
+    the first rate when until_rate, else when all three jobs are done."""
+    seen_rate, done = False, 0
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        texts = driver.execute_script(
+            "return [...document.querySelectorAll('#extract-cards .prog')].map(e => e.textContent)"
+        )
+        seen_rate |= any("frames/s" in t or "frame/s" in t for t in texts)
+        if seen_rate:
+            shot(driver, "extract")
+        done = driver.execute_script(
+            "return [...document.querySelectorAll('#extract-cards .sum')]"
+            ".filter(e => e.textContent.startsWith('done:')).length"
+        )
+        if done == 3 or (until_rate and seen_rate):
+            break
+        time.sleep(0.1)
+    return seen_rate, done
+
+
 def open_app(driver, url: str) -> dict:
     t0 = time.perf_counter()
     driver.get(url)
@@ -117,6 +139,11 @@ def test_whole_workflow_in_the_browser(browser, tmp_path) -> None:
         d.find_element("css selector", "#ex-size").send_keys("64")  # the tiny model's size
         for side in ("a", "b", "target"):
             click(d, f'[data-extract="{side}"]')
+        # live progress first, while the jobs run (a busy CI machine could spend their whole
+        # run on the reload and the second tab below)
+        assert watch_extract(d, until_rate=True)[0], "no live rate (frames/s) in: " + d.execute_script(
+            "return document.querySelector('#extract-cards').textContent"
+        )
         # the jobs run on the server: a reload, or a second tab, sees them as they are
         wait(d, "faceswapUI.state.jobs.filter(j => j.kind === 'extract').length === 3", 10)
         d.refresh()
@@ -138,25 +165,10 @@ def test_whole_workflow_in_the_browser(browser, tmp_path) -> None:
         d.close()
         d.switch_to.window(first)
         tab(d, "extract")
-        seen_rate = False
-        deadline = time.time() + 150
-        while time.time() < deadline:
-            texts = d.execute_script(
-                "return [...document.querySelectorAll('#extract-cards .prog')].map(e => e.textContent)"
-            )
-            seen_rate |= any("frames/s" in t or "frame/s" in t for t in texts)
-            if seen_rate:
-                shot(d, "extract")
-            done = d.execute_script(
-                "return [...document.querySelectorAll('#extract-cards .sum')].filter(e => e.textContent.startsWith('done:')).length"
-            )
-            if done == 3:
-                break
-            time.sleep(0.2)
+        _, done = watch_extract(d, until_rate=False)
         assert done == 3, d.execute_script(
             "return document.querySelector('#extract-cards').textContent"
         )
-        assert seen_rate, "no live progress (frames/s) was shown during extraction"
 
         phase("extract")
         # Faces: reject one face in the grid, see it among the rejected, restore it

@@ -65,13 +65,15 @@ def synthetic_faceset(root: Path, n: int, size: int = 32, seed: int = 0) -> Path
 
 
 def render_media(project: Path) -> None:
-    """media/a.mp4, media/b.mp4 (two looks, 24 frames at 4 fps: three 2-second blocks for the
-    train/validation split) and media/target.mp4 (12 frames), 480x270, plus tiny.yaml."""
+    """media/a.mp4 (200 frames at 4 fps: its extraction runs long enough, ~3 s, for the
+    page to show a live rate), media/b.mp4 (24 frames: three 2-second blocks for the
+    train/validation split), two looks, and media/target.mp4 (12 frames), 480x270, plus
+    tiny.yaml."""
     from faceswap.synthetic import astronaut, recolor_identity, render_clip
 
     media = project / "media"
     kw = {"frame_size": (480, 270), "base_scale": 0.75}
-    render_clip(media / "a.mp4", 24, fps=4, seed=1, **kw)
+    render_clip(media / "a.mp4", 200, fps=4, seed=1, **kw)
     render_clip(media / "b.mp4", 24, fps=4, seed=2, face_rgb=recolor_identity(astronaut()), **kw)
     render_clip(media / "target.mp4", 12, fps=4, seed=3, **kw)
     (project / "tiny.yaml").write_text(TINY_YAML)

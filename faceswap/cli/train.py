@@ -149,7 +149,11 @@ def _run_train(args: argparse.Namespace) -> int:
         if not dd.is_main(dist):
             log.setLevel(logging.ERROR)  # rank 0 speaks for the run
         dd.barrier(dist)  # every rank has read the run folder before rank 0 writes to it
-        return _train(args, cfg, fs_a, fs_b, run_dir, dist)
+        code = _train(args, cfg, fs_a, fs_b, run_dir, dist)
+        # every rank leaves together, after rank 0's last save: a rank that exits first tears
+        # its gloo threads down while its peer still talks to it (an abort at exit)
+        dd.barrier(dist)
+        return code
     finally:
         dd.cleanup()
 

@@ -10,6 +10,7 @@ gradients, so a step sees batch_size * N faces per side. Without torchrun's envi
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -77,5 +78,10 @@ def all_reduce_sum(values: list[float], info: DistInfo, device: torch.device) ->
 
 
 def cleanup() -> None:
+    """Leave the process group while the interpreter is whole. The trainer's DDP wrapper
+    holds the group too, often in a reference cycle: collected first, so the group's worker
+    threads are joined here rather than during interpreter shutdown, where a joinable thread's
+    destructor aborts the process (SIGABRT, "terminate called without an active exception")."""
     if dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
