@@ -141,8 +141,9 @@ def test_whole_workflow_in_the_browser(browser, tmp_path) -> None:
             click(d, f'[data-extract="{side}"]')
         # live progress first, while the jobs run (a busy CI machine could spend their whole
         # run on the reload and the second tab below)
-        assert watch_extract(d, until_rate=True)[0], "no live rate (frames/s) in: " + d.execute_script(
-            "return document.querySelector('#extract-cards').textContent"
+        assert watch_extract(d, until_rate=True)[0], (
+            "no live rate (frames/s) in: "
+            + d.execute_script("return document.querySelector('#extract-cards').textContent")
         )
         # the jobs run on the server: a reload, or a second tab, sees them as they are
         wait(d, "faceswapUI.state.jobs.filter(j => j.kind === 'extract').length === 3", 10)
