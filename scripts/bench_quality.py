@@ -15,7 +15,10 @@ Figures per mark (one table each, JSON with --json):
              own spread (95th percentile of B's real frames' distances); dA, dB: mean distances
   pose       median |yaw|, |pitch|, |roll| difference, swapped vs original (degrees)
   mouth      correlation over frames of the mouth opening (inner-lip gap / face height)
-  detail     band-pass energy of the inner face at 48 px between the eyes, over B's real faces
+  expr       mean correlation over frames of three pose-normalised expression measures (outer-lip
+             opening, mouth width, eye opening); both read against the original clip blurred
+             to a soft face's detail (printed once per pair: the ceiling landmark noise allows)
+  detail     band-pass energy of the inner face at 64 px between the eyes, over B's real faces
   seam       colour step across the swapped region's edge over the original's step there (1 = none)
   flicker    frame-to-frame change of the face region over the original's
   found      share of output frames in which dlib's detector finds the face
@@ -159,6 +162,19 @@ def train_config(path: str | None, overrides: list[str]):
     return from_dict(TrainConfig, data, path or "bench defaults")
 
 
+def blurred_ceiling(clip: Path, fs, work: Path, judge) -> dict:
+    """clip_quality.blurred_reference of A's clip, cached in --work (it depends on the clip
+    and the judge only)."""
+    from faceswap.evaluate.clip_quality import blurred_reference
+
+    cache = work / f"blurred-{clip.stem}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    ref = blurred_reference(str(clip), fs, judge)
+    cache.write_text(json.dumps(ref))
+    return ref
+
+
 def run_pair(name: str, args, judge) -> list[dict]:
     from faceswap import faceset as fsmod
     from faceswap.evaluate.clip_quality import judge_video, references
@@ -168,6 +184,9 @@ def run_pair(name: str, args, judge) -> list[dict]:
     fa, fb = extract(clip_a, work), extract(clip_b, work)
     fs_a, fs_b = fsmod.load(fa), fsmod.load(fb)
     refs = references(fs_a, fs_b, str(clip_b))
+    ceiling = blurred_ceiling(clip_a, fs_a, work, judge)
+    print(f"{name}: A's clip blurred to a soft face (sigma IOD/20) scores mouth "
+          f"{fmt(ceiling['mouth_corr'])}, expression {fmt(ceiling['expression_corr'])} against itself")  # fmt: skip
     cfg = train_config(args.config, args.set)
     cfg.seed = args.seed
     run = work / "runs" / f"{name}-{args.from_run or args.tag}-s{args.seed}"
@@ -192,6 +211,7 @@ def run_pair(name: str, args, judge) -> list[dict]:
         res = judge_video(str(out), str(clip_a), fs_a, refs, judge)
         rows.append({"pair": name, "tag": args.tag, "seed": args.seed, "mark_s": mark,
                      "step": m["step"], "train_loss": m["loss"], **res, "video": str(out),
+                     "blurred_original": ceiling,
                      "model": f"{cfg.model.arch} {cfg.model.resolution}px"})  # fmt: skip
         print_row(rows[-1])
     return rows
@@ -207,7 +227,8 @@ def print_row(r: dict) -> None:
           f"verified {fmt(100 * r['verified_b'] if r['verified_b'] is not None else None, 0)}% "
           f"spread {fmt(100 * r['within_spread_b'] if r['within_spread_b'] is not None else None, 0)}% "
           f"dA {fmt(r['dist_a'])} dB {fmt(r['dist_b'])} | pose {fmt(p['yaw'], 1)}/"
-          f"{fmt(p['pitch'], 1)}/{fmt(p['roll'], 1)} | mouth {fmt(r['mouth_corr'])} | "
+          f"{fmt(p['pitch'], 1)}/{fmt(p['roll'], 1)} | mouth {fmt(r['mouth_corr'])} "
+          f"expr {fmt(r.get('expression_corr'))} | "
           f"detail {fmt(r['detail'])} | seam {fmt(r['seam'])} | flicker {fmt(r['flicker'])} | "
           f"found {fmt(100 * r['found'], 0)}%", flush=True)  # fmt: skip
 

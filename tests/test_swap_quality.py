@@ -148,6 +148,32 @@ def test_mouth_opening_and_correlation():
     assert sq.correlation(series, np.ones(5)) is None
 
 
+def test_expression_follows_the_face_not_the_head_and_a_static_face_scores_zero():
+    from helpers import face_landmarks
+
+    rng = np.random.default_rng(0)
+    base = face_landmarks()
+    frames = []
+    for t in range(12):  # the mouth and eyes open and close; the head turns and nods
+        lm = base.copy()
+        lm[[56, 57, 58], 1] += 12 * abs(np.sin(t))  # lower outer lip
+        lm[[40, 41, 46, 47], 1] += 3 * np.cos(t)  # lower lids
+        frames.append(lm)
+    faces = np.stack(frames)
+    c = faces.mean(axis=1, keepdims=True)
+    # a head turn (x foreshortened), a nod (y) and a move, differently each frame
+    squash = rng.uniform(0.7, 1.0, size=(12, 1, 2))
+    turned = (faces - c) * squash + c + rng.uniform(-30, 30, size=(12, 1, 2))
+    f, g = sq.expression_features(faces), sq.expression_features(turned)
+    np.testing.assert_allclose(f, g, rtol=0.01)  # pose alone changes (nearly) nothing
+    assert sq.expression_correlation(f, g) == pytest.approx(1.0, abs=1e-3)
+    still = np.repeat(f[:1], 12, axis=0)
+    assert sq.expression_correlation(f, still) == pytest.approx(0.0)  # a static face
+    noise = f + rng.normal(0, 0.05, f.shape)
+    assert sq.expression_correlation(f, noise) < 0.9
+    assert sq.expression_correlation(f[:2], f[:2]) is None
+
+
 def test_pose_difference_and_frame_change():
     a = np.array([[10.0, 0.0, 1.0], [20.0, 5.0, 0.0], [0.0, 0.0, 0.0]])
     b = a + np.array([2.0, -1.0, 0.5])
@@ -165,7 +191,7 @@ def test_judging_an_unswapped_clip(astronaut_clip, extracted):
     """The source clip judged as its own 'swap': every face found, none verified as another
     person, no seam (nothing changed), flicker 1, no pose error, full detail of its own."""
     from faceswap import faceset as fsmod
-    from faceswap.evaluate.clip_quality import judge_video, references
+    from faceswap.evaluate.clip_quality import blurred_reference, judge_video, references
 
     fs = fsmod.load(extracted[0])
     refs = references(fs, fs)
@@ -176,6 +202,10 @@ def test_judging_an_unswapped_clip(astronaut_clip, extracted):
     assert q["seam"] is None and q["flicker"] == pytest.approx(1.0)
     assert max(q["pose"].values()) < 0.5
     assert q["detail_all"] > 0.5
+    assert q["expression_corr"] is None or q["expression_corr"] == pytest.approx(1.0)
+    soft = blurred_reference(str(astronaut_clip[0]), fs, frames=6)
+    assert set(soft) == {"mouth_corr", "expression_corr"}
+    assert all(v is None or -1.0 <= v <= 1.0 for v in soft.values())
 
 
 def test_evaluate_swap_video_bad_input(tiny_run, faceset_pair, astronaut_clip, tmp_path, capsys):

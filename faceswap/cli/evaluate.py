@@ -155,7 +155,8 @@ def _print_swap_quality(q: dict[str, Any]) -> None:
           f"{pct(q['verified_b'])} (within B's spread {pct(q['within_spread_b'])}), "
           f"distance A {_num(q['dist_a'], '.2f')} B {_num(q['dist_b'], '.2f')}")  # fmt: skip
     print(f"    pose error yaw/pitch/roll {_num(p['yaw'], '.1f')}/{_num(p['pitch'], '.1f')}/"
-          f"{_num(p['roll'], '.1f')} deg, mouth corr {_num(q['mouth_corr'], '.2f')}, detail "
+          f"{_num(p['roll'], '.1f')} deg, mouth corr {_num(q['mouth_corr'], '.2f')}, expression corr "
+          f"{_num(q.get('expression_corr'), '.2f')}, detail "
           f"{_num(q['detail'], '.2f')} of B's, seam {_num(q['seam'], '.2f')}, flicker "
           f"{_num(q['flicker'], '.2f')}, face found {pct(q['found'])}")  # fmt: skip
 

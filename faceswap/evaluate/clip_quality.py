@@ -82,6 +82,40 @@ def references(fs_a: FaceSet, fs_b: FaceSet, video_b: str | None = None) -> dict
             "detail_b": float(np.median(detail)), "gap_ab": float(np.linalg.norm(ca - cb))}  # fmt: skip
 
 
+def blurred_reference(
+    source_path: str,
+    fs_source: FaceSet,
+    judge: FrameJudge | None = None,
+    frames: int = JUDGE_FRAMES,
+    sigma_iod: float = 1 / 20,
+) -> dict[str, float | None]:
+    """The mouth and expression correlations of the *original* clip against itself blurred by
+    sigma = IOD/20 (the blur that scores detail 0.08): what a swap that copied every
+    expression exactly but held a blurred face's detail would score, since dlib's landmarks
+    on a soft face are noisier. The ceiling the expression figures are read against."""
+    judge = judge or FrameJudge()
+    by_frame = {f.frame: f for f in fs_source.faces}
+    judged = set(sorted(by_frame)[:: max(1, len(by_frame) // frames)])
+    mouth_o, mouth_b, expr_o, expr_b = [], [], [], []
+    for i, orig in enumerate(_frames(source_path)):
+        if i not in judged:
+            continue
+        o = judge.face(orig, by_frame[i].landmarks_array(), embed=False)
+        if o is None:
+            continue
+        lm = o["landmarks"]
+        soft = cv2.GaussianBlur(orig, (0, 0), sq.interocular(lm) * sigma_iod)
+        b = judge.face(soft, lm, embed=False)
+        if b is None:
+            continue
+        mouth_o.append(sq.mouth_opening(lm)[0])
+        mouth_b.append(sq.mouth_opening(b["landmarks"])[0])
+        expr_o.append(sq.expression_features(lm)[0])
+        expr_b.append(sq.expression_features(b["landmarks"])[0])
+    return {"mouth_corr": sq.correlation(mouth_o, mouth_b),
+            "expression_corr": sq.expression_correlation(np.array(expr_o), np.array(expr_b))}  # fmt: skip
+
+
 def _frames(path: str) -> Any:
     cap = cv2.VideoCapture(str(path))
     try:
@@ -110,6 +144,8 @@ def judge_video(
     by_frame = {f.frame: f for f in fs_source.faces}
     judged = set(sorted(by_frame)[:: max(1, len(by_frame) // frames)])
     emb, pose_o, pose_s, mouth_o, mouth_s, seams = [], [], [], [], [], []
+    expr_o: list[np.ndarray] = []
+    expr_s: list[np.ndarray] = []
     detail_verified_idx: list[int] = []
     detail_all: list[float] = []
     found = looked = 0
@@ -149,6 +185,8 @@ def judge_video(
         pose_s.append(got["pose"])
         mouth_o.append(sq.mouth_opening(lm)[0])
         mouth_s.append(sq.mouth_opening(got["landmarks"])[0])
+        expr_o.append(sq.expression_features(lm)[0])
+        expr_s.append(sq.expression_features(got["landmarks"])[0])
     emb_arr = np.asarray(emb, np.float64).reshape(-1, 128)
     ca, cb = refs["centroid_a"], refs["centroid_b"]
     ident = sq.verify_identity(emb_arr, ca, cb, refs["spread_b"])
@@ -163,6 +201,7 @@ def judge_video(
         "dist_b": ident["dist_b"],
         "pose": sq.pose_difference(np.array(pose_o), np.array(pose_s)),
         "mouth_corr": sq.correlation(mouth_o, mouth_s),
+        "expression_corr": sq.expression_correlation(np.array(expr_o), np.array(expr_s)),
         "detail": float(np.median(detail_b)) / refs["detail_b"] if detail_b else 0.0,
         "detail_all": float(np.median(detail_all)) / refs["detail_b"] if detail_all else None,
         "seam": float(np.median(seams)) if seams else None,

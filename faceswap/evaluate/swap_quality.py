@@ -108,6 +108,47 @@ def mouth_opening(lms: np.ndarray) -> np.ndarray:
     return gap / np.maximum(height, 1e-6)
 
 
+EXPRESSION_FEATURES = ("mouth opening", "mouth width", "eye opening")
+
+
+def expression_features(lms: np.ndarray) -> np.ndarray:
+    """(N, 3) expression measures of (N, 68, 2) landmarks, each a ratio of two lengths along
+    the same axis of the face, so that turning or tilting the head, which foreshortens both
+    alike, leaves it (nearly) unchanged: it follows the face, not the head.
+    - mouth opening: outer-lip height (51-57) over nose length (27-33);
+    - mouth width: mouth corners (48-54) over the outer eye corners (36-45);
+    - eye opening: the mean of the four lid gaps (37-41, 38-40, 43-47, 44-46) over nose length.
+    The inner-lip gap of mouth_opening() is ~1 px on a closed mouth, so on a clip that talks
+    little its correlation is mostly landmark noise; the outer lips move with every expression."""
+    lm = np.asarray(lms, np.float64).reshape(-1, 68, 2)
+
+    def dist(a: int, b: int) -> np.ndarray:
+        return np.linalg.norm(lm[:, a] - lm[:, b], axis=1)
+
+    nose = np.maximum(dist(27, 33), 1e-6)
+    lids = (dist(37, 41) + dist(38, 40) + dist(43, 47) + dist(44, 46)) / 4
+    return np.stack([dist(51, 57) / nose, dist(48, 54) / np.maximum(dist(36, 45), 1e-6),
+                     lids / nose], axis=1)  # fmt: skip
+
+
+def expression_correlation(orig: np.ndarray, swap: np.ndarray) -> float | None:
+    """Mean over EXPRESSION_FEATURES of the correlation over frames between the original's and
+    the swap's (N, 3) features. The swap is asked to follow A's changes, not to copy A's values
+    (B's mouth may be wider). A feature A never changes is left out; one the swap holds still
+    while A's changes scores 0 (a static face scores 0). None: fewer than 3 frames, or A's
+    face never changes."""
+    o, s = np.asarray(orig, np.float64), np.asarray(swap, np.float64)
+    if o.ndim != 2 or o.shape != s.shape or len(o) < 3:
+        return None
+    per = []
+    for k in range(o.shape[1]):
+        if o[:, k].std() < 1e-9:
+            continue
+        c = correlation(o[:, k], s[:, k])
+        per.append(0.0 if c is None else c)
+    return float(np.mean(per)) if per else None
+
+
 def correlation(x: np.ndarray, y: np.ndarray) -> float | None:
     """Pearson correlation of two series; None when either is constant or too short."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
