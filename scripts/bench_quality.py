@@ -13,7 +13,8 @@ Figures per mark (one table each, JSON with --json):
   verified   share of swapped frames dlib verifies as B and not A (within 0.6 of B's centroid,
              beyond 0.6 of A's; centroids from the real clips); spread: the share within B's
              own spread (95th percentile of B's real frames' distances); dA, dB: mean distances
-  pose       median |yaw|, |pitch|, |roll| difference, swapped vs original (degrees)
+  pose       median |yaw|, |pitch|, |roll| difference, swapped vs original (degrees); track:
+             the same less each axis's constant offset (B's face shape reads as a fixed tilt)
   mouth      correlation over frames of the mouth opening (inner-lip gap / face height)
   expr       mean correlation over frames of three pose-normalised expression measures (outer-lip
              opening, mouth width, eye opening); both read against the original clip blurred
@@ -222,12 +223,13 @@ def fmt(v: Any, digits: int = 2) -> str:
 
 
 def print_row(r: dict) -> None:
-    p = r["pose"]
+    p, t = r["pose"], r.get("pose_tracking") or {}
     print(f"{r['pair']:<9} {r['tag']:<10} {int(r['mark_s']):>5}s step {r['step']:>5} | "
           f"verified {fmt(100 * r['verified_b'] if r['verified_b'] is not None else None, 0)}% "
           f"spread {fmt(100 * r['within_spread_b'] if r['within_spread_b'] is not None else None, 0)}% "
           f"dA {fmt(r['dist_a'])} dB {fmt(r['dist_b'])} | pose {fmt(p['yaw'], 1)}/"
-          f"{fmt(p['pitch'], 1)}/{fmt(p['roll'], 1)} | mouth {fmt(r['mouth_corr'])} "
+          f"{fmt(p['pitch'], 1)}/{fmt(p['roll'], 1)} track {fmt(t.get('yaw'), 1)}/"
+          f"{fmt(t.get('pitch'), 1)}/{fmt(t.get('roll'), 1)} | mouth {fmt(r['mouth_corr'])} "
           f"expr {fmt(r.get('expression_corr'))} | "
           f"detail {fmt(r['detail'])} | seam {fmt(r['seam'])} | flicker {fmt(r['flicker'])} | "
           f"found {fmt(100 * r['found'], 0)}%", flush=True)  # fmt: skip

@@ -179,6 +179,12 @@ def test_pose_difference_and_frame_change():
     b = a + np.array([2.0, -1.0, 0.5])
     d = sq.pose_difference(a, b)
     assert (d["yaw"], d["pitch"], d["roll"]) == pytest.approx((2.0, 1.0, 0.5))
+    t = sq.pose_tracking(a, b)  # a constant tilt is an offset, not a tracking error
+    assert (t["yaw"], t["pitch"], t["offset_pitch"]) == pytest.approx((0.0, 0.0, -1.0))
+    nods = np.zeros((5, 3))
+    nods[:, 1] = [6.0, -6.0, 6.0, -6.0, 0.0]  # the swap nods where A holds still
+    t = sq.pose_tracking(np.zeros((5, 3)), nods)
+    assert t["pitch"] == pytest.approx(6.0) and t["offset_pitch"] == pytest.approx(0.0)
     f0 = np.zeros((20, 20, 3), np.uint8)
     f1 = f0.copy()
     f1[5:10, 5:10] = 30
@@ -187,10 +193,11 @@ def test_pose_difference_and_frame_change():
     assert sq.frame_change(f0, f1, region) == pytest.approx(30.0)
 
 
-def test_judging_an_unswapped_clip(astronaut_clip, extracted):
+def test_judging_an_unswapped_clip(astronaut_clip, extracted, capsys):
     """The source clip judged as its own 'swap': every face found, none verified as another
     person, no seam (nothing changed), flicker 1, no pose error, full detail of its own."""
     from faceswap import faceset as fsmod
+    from faceswap.cli.evaluate import _print_swap_quality
     from faceswap.evaluate.clip_quality import blurred_reference, judge_video, references
 
     fs = fsmod.load(extracted[0])
@@ -203,6 +210,10 @@ def test_judging_an_unswapped_clip(astronaut_clip, extracted):
     assert max(q["pose"].values()) < 0.5
     assert q["detail_all"] > 0.5
     assert q["expression_corr"] is None or q["expression_corr"] == pytest.approx(1.0)
+    assert max(v for k, v in q["pose_tracking"].items() if not k.startswith("offset")) < 0.5
+    _print_swap_quality(q)  # what `faceswap evaluate --swap-video` prints
+    out = capsys.readouterr().out
+    assert "verified as B 0%" in out and "constant tilt" in out and "expression corr" in out
     soft = blurred_reference(str(astronaut_clip[0]), fs, frames=6)
     assert set(soft) == {"mouth_corr", "expression_corr"}
     assert all(v is None or -1.0 <= v <= 1.0 for v in soft.values())

@@ -149,13 +149,15 @@ def _swap_quality(args: argparse.Namespace, fs_source, fs_a, fs_b) -> dict[str, 
 
 
 def _print_swap_quality(q: dict[str, Any]) -> None:
-    p = q["pose"]
+    p, t = q["pose"], q["pose_tracking"]
     pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
     print(f"  swap quality ({q['frames_judged']} frames; docs/quality.md): verified as B "
           f"{pct(q['verified_b'])} (within B's spread {pct(q['within_spread_b'])}), "
           f"distance A {_num(q['dist_a'], '.2f')} B {_num(q['dist_b'], '.2f')}")  # fmt: skip
     print(f"    pose error yaw/pitch/roll {_num(p['yaw'], '.1f')}/{_num(p['pitch'], '.1f')}/"
-          f"{_num(p['roll'], '.1f')} deg, mouth corr {_num(q['mouth_corr'], '.2f')}, expression corr "
+          f"{_num(p['roll'], '.1f')} deg (less B's constant tilt: {_num(t['yaw'], '.1f')}/"
+          f"{_num(t['pitch'], '.1f')}/{_num(t['roll'], '.1f')}), mouth corr "
+          f"{_num(q['mouth_corr'], '.2f')}, expression corr "
           f"{_num(q.get('expression_corr'), '.2f')}, detail "
           f"{_num(q['detail'], '.2f')} of B's, seam {_num(q['seam'], '.2f')}, flicker "
           f"{_num(q['flicker'], '.2f')}, face found {pct(q['found'])}")  # fmt: skip

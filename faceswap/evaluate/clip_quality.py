@@ -200,6 +200,7 @@ def judge_video(
         "dist_a": ident["dist_a"],
         "dist_b": ident["dist_b"],
         "pose": sq.pose_difference(np.array(pose_o), np.array(pose_s)),
+        "pose_tracking": sq.pose_tracking(np.array(pose_o), np.array(pose_s)),
         "mouth_corr": sq.correlation(mouth_o, mouth_s),
         "expression_corr": sq.expression_correlation(np.array(expr_o), np.array(expr_s)),
         "detail": float(np.median(detail_b)) / refs["detail_b"] if detail_b else 0.0,

@@ -100,6 +100,25 @@ def pose_difference(pose_orig: np.ndarray, pose_swap: np.ndarray) -> dict[str, f
     return {"yaw": float(med[0]), "pitch": float(med[1]), "roll": float(med[2])}
 
 
+def pose_tracking(pose_orig: np.ndarray, pose_swap: np.ndarray) -> dict[str, float | None]:
+    """pose_difference() less each axis's constant offset (the median difference, also
+    returned as offset_yaw/pitch/roll). The pose is read from 2D landmarks against one generic
+    3D face, so B's proportions on A's head read as a fixed tilt (a longer nose or a shorter
+    chin is a few degrees of pitch); what is left is how well the swapped head follows A's
+    turns and nods. A swap that truly holds its head tilted shows the same offset: both
+    figures are reported."""
+    a, b = np.asarray(pose_orig, np.float64), np.asarray(pose_swap, np.float64)
+    if len(a) == 0:
+        return {k: None for k in ("yaw", "pitch", "roll", "offset_yaw", "offset_pitch",
+                                  "offset_roll")}  # fmt: skip
+    d = b - a
+    off = np.median(d, axis=0)
+    med = np.median(np.abs(d - off), axis=0)
+    return {"yaw": float(med[0]), "pitch": float(med[1]), "roll": float(med[2]),
+            "offset_yaw": float(off[0]), "offset_pitch": float(off[1]),
+            "offset_roll": float(off[2])}  # fmt: skip
+
+
 def mouth_opening(lms: np.ndarray) -> np.ndarray:
     """(N,) inner-lip gap over face height (nose bridge top to chin) of (N, 68, 2) landmarks."""
     lms = np.asarray(lms, np.float64).reshape(-1, 68, 2)
