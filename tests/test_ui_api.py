@@ -343,6 +343,148 @@ def test_curation_meets_the_face_set_lock(client, project) -> None:
     assert len(fsmod.load(root).faces) == 40
 
 
+# ---- label editor -------------------------------------------------------------------------------
+
+FACE_POLY = [[4, 2], [28, 3.5], [27.25, 30], [5, 31]]  # crop pixels of the 32 px set
+HAND_POLY = [[10, 20], [22, 20], [22, 32], [10, 32]]  # an occluder reaching the crop's edge
+
+
+def _export(capsys, root: Path, tmp_path: Path) -> dict:
+    """The set's labels as `faceswap mask label export` writes them."""
+    from faceswap.cli import main
+
+    out = tmp_path / "exported.json"
+    assert main(["mask", "label", "export", str(root), "-o", str(out)]) == 0
+    capsys.readouterr()
+    return json.loads(out.read_text())
+
+
+def test_label_editor_saves_through_the_labels_module(client, project, tmp_path, capsys) -> None:
+    from faceswap.data.stored_masks import mask_path, write_mask
+
+    root = project / "faces/a"
+    name = client.get("/api/facesets/a").json()["faces"][3]["name"]
+    url = f"/api/facesets/a/labels/{name}"
+    try:
+        d = client.get(url).json()
+        assert d["label"] is None and d["size"] == 32 and d["fallback"] == "landmark hull"
+        assert d["traced"]["include"]  # "Start from the mask shown": the hull as polygons
+        img = cv2.imdecode(np.frombuffer(client.get(f"/api/facesets/a/face/{name}").content,
+                                         np.uint8), cv2.IMREAD_COLOR)  # fmt: skip
+        assert img.shape == (32, 32, 3)  # the aligned face at full size
+        shade = cv2.imdecode(np.frombuffer(client.get(f"{url}/fallback.png").content, np.uint8),
+                             cv2.IMREAD_UNCHANGED)  # fmt: skip
+        assert shade.shape == (32, 32, 4) and shade[0, 0, 3] > 100 and shade[16, 16, 3] == 0
+        # a stored mask of the face is stale once it has a label (as with label import)
+        face = next(f for f in fsmod.load(root).faces if f.name == name)
+        write_mask(root, face, np.full((32, 32), 255, np.uint8))
+        assert client.get(url).json()["fallback"] == "stored mask"
+        r = client.put(url, json={"include": [FACE_POLY], "exclude": [HAND_POLY]})
+        assert r.status_code == 200, r.json()
+        assert r.json() == {"name": name, "labelled": 1, "masks_removed": 1}
+        assert not mask_path(root, face).exists()
+        doc = _export(capsys, root, tmp_path)
+        assert doc["version"] == 1 and doc["size"] == 32
+        assert doc["faces"] == {name: {"include": [FACE_POLY], "exclude": [HAND_POLY]}}
+        assert client.get(url).json()["label"] == doc["faces"][name]
+        # the grid marks it and "labelled only" lists it alone
+        listing = client.get("/api/facesets/a", params={"labelled": True}).json()
+        assert [f["name"] for f in listing["faces"]] == [name] and listing["labelled"] == 1
+        assert listing["faces"][0]["labelled"] is True
+        assert len(client.get("/api/facesets/a").json()["faces"]) == 40
+        # a second face merges in; removing one leaves the other
+        other = client.get("/api/facesets/a").json()["faces"][5]["name"]
+        assert client.put(f"/api/facesets/a/labels/{other}",
+                          json={"include": [FACE_POLY]}).json()["labelled"] == 2  # fmt: skip
+        assert client.delete(url).json() == {"name": name, "labelled": 1, "masks_removed": 0}
+        assert set(_export(capsys, root, tmp_path)["faces"]) == {other}
+        r = client.delete(url)
+        assert r.status_code == 404 and "has no label" in r.json()["error"]
+    finally:
+        (root / "labels.json").unlink(missing_ok=True)
+
+
+def test_bad_labels_are_refused_and_nothing_is_written(client, project, tmp_path) -> None:
+    root = project / "faces/a"
+    names = [f["name"] for f in client.get("/api/facesets/a").json()["faces"][:2]]
+    url = f"/api/facesets/a/labels/{names[0]}"
+    try:
+        assert client.put(f"/api/facesets/a/labels/{names[1]}",
+                          json={"include": [FACE_POLY]}).status_code == 200  # fmt: skip
+        before = _snapshot(root)
+        labels_before = (root / "labels.json").read_bytes()
+        where = f"faces/a face {names[0]}"
+        for body, needle in [
+            ({"include": [[[0, 0], [10, 0]]]}, "include[0]: a polygon needs 3 to 4096 points"),
+            ({"include": [FACE_POLY, [[0, 0], [40, 0], [0, 20]]]},
+             "include[1]: point 1 (40, 0) is outside the 32x32 crop"),
+            ({"include": [[[-1, 0], [10, 0], [0, 10]]]}, "outside the 32x32 crop"),
+            ({"include": [[[0, 0], [10, 0], [20, 0]]]}, "no area"),
+            ({"include": [[["a", 1], [1, 2], [3, 4]]]}, "must be numbers"),
+            ({"include": [[[True, 1], [1, 2], [3, 4]]]}, "must be numbers"),
+            ({"include": [[[0, 0, 1], [10, 0], [0, 10]]]}, "each point must be [x, y]"),
+            ({"exclude": [HAND_POLY]}, "needs at least one include polygon"),
+            ({"include": []}, "needs at least one include polygon"),
+            ({"include": [FACE_POLY], "faces": {}}, "must be {'include'"),
+            ({"include": [FACE_POLY] * 65}, "up to 64 polygons"),
+        ]:  # fmt: skip
+            r = client.put(url, json=body)
+            assert r.status_code == 400, (body, r.json())
+            assert r.json()["error"].startswith(where) and needle in r.json()["error"], r.json()
+        r = client.put(url, content=b'{"include": [[[NaN, 1], [2, 3], [4, 5]]]}')
+        assert r.status_code == 400 and "finite" in r.json()["error"], r.json()
+        assert client.put(url, json=[FACE_POLY]).status_code == 400
+        assert "not JSON" in client.put(url, content=b"{nope").json()["error"]
+        # unknown sets and faces, names that are paths
+        assert (
+            client.put("/api/facesets/zzz/labels/x", json={"include": [FACE_POLY]}).status_code
+            == 404
+        )
+        r = client.put("/api/facesets/a/labels/nobody", json={"include": [FACE_POLY]})
+        assert r.status_code == 404 and "no face 'nobody' in faces/a" in r.json()["error"]
+        for bad in (".hidden", "a..b", "x%00y", "a b"):
+            r = client.put(f"/api/facesets/a/labels/{bad}", json={"include": [FACE_POLY]})
+            assert r.status_code in (400, 404), (bad, r.json())
+            assert "not a face name" in r.json()["error"] or "no face" in r.json()["error"]
+        for bad in ("..%2F..%2Ffaceset", "%2Fetc%2Fpasswd", "..%2Fb%2Flabels", "%2E%2E"):
+            for method in ("GET", "PUT", "DELETE"):
+                r = client.request(
+                    method, f"/api/facesets/a/labels/{bad}", json={"include": [FACE_POLY]}
+                )
+                assert r.status_code in (400, 404, 405), (bad, method)
+            assert client.get(f"/api/facesets/a/face/{bad}").status_code in (400, 404)
+        # another site's page cannot write labels; a set another process writes is a conflict
+        r = client.put(
+            url, json={"include": [FACE_POLY]}, headers={"Origin": "http://evil.example"}
+        )
+        assert r.status_code == 403
+        with fsmod.writer_lock(root):
+            r = client.put(url, json={"include": [FACE_POLY]})
+        assert r.status_code == 409 and "another faceswap process" in r.json()["error"]
+        assert _snapshot(root) == before and (root / "labels.json").read_bytes() == labels_before
+    finally:
+        (root / "labels.json").unlink(missing_ok=True)
+
+
+def test_label_editor_does_not_import_torch() -> None:
+    """Stored masks and labels are numpy and OpenCV: opening a face to label must not cost the
+    server torch's import (seconds on a busy machine)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, faceswap.ui.app, faceswap.ui.labels, faceswap.cli.mask\n"
+            "assert 'torch' not in sys.modules, 'the label editor imported torch'")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_labels_of_a_set_not_extracted_yet(tmp_path) -> None:
+    with make_client(tmp_path) as c:
+        r = c.put("/api/facesets/a/labels/x", json={"include": [FACE_POLY]})
+        assert r.status_code == 400 and "extract it first" in r.json()["error"]
+        assert c.get("/api/facesets/a/labels/x").status_code == 400
+    assert not (tmp_path / "faces").exists()
+
+
 # ---- runs ------------------------------------------------------------------------------------------
 
 

@@ -325,3 +325,100 @@ def test_face_grid_scrolls_5000_faces(browser, tmp_path) -> None:
         assert stats["lastShown"] == 4999  # reached the end
         assert p95 < 50 and worst < 250  # no stalls (60 fps is 16.7 ms a frame)
         shot(d, "faces-5000")
+
+
+def test_label_faces_in_the_browser(browser, tmp_path) -> None:
+    """The label editor, XSeg-style: click an include polygon and an exclude one, drag a point
+    and undo it, delete a point, save; labels.json holds the polygons. Next/previous (saving
+    first) and the "labelled only" filter. Real faces: three photos extracted at 256 px."""
+    import json
+
+    import cv2
+    import numpy as np
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    from faceswap.config import ExtractConfig
+    from faceswap.extract.pipeline import extract
+    from faceswap.synthetic import astronaut, recolor_identity
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    img = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2BGR)
+    cv2.imwrite(str(photos / "a1.png"), img)
+    cv2.imwrite(str(photos / "a2.png"), cv2.flip(img, 1))
+    cv2.imwrite(
+        str(photos / "a3.png"), cv2.cvtColor(recolor_identity(astronaut()), cv2.COLOR_RGB2BGR)
+    )
+    root = tmp_path / "project/faces/a"
+    extract([str(photos)], root, ExtractConfig(size=256, workers=1, embed=False))
+    d = browser
+    with ui_server(tmp_path / "project") as (url, _port, _proc):
+        open_app(d, url)
+        tab(d, "faces")
+        wait(d, "document.querySelectorAll('.tile[data-i]:not([data-i=\"\"])').length === 3", 20)
+        names = d.execute_script("return Faces.list.map(f => f.name)")
+        t0 = time.perf_counter()
+        click(d, "#fs-label")  # no selection: the first face of the view
+        wait(
+            d,
+            f"faceswapUI.labels.name === '{names[0]}' && !document.querySelector('#editor').hidden",
+            20,
+        )
+        assert d.find_element("css selector", "#lb-fallback").text == "landmark hull"
+        canvas = d.find_element("css selector", "#lb-canvas")
+        assert canvas.size["width"] == 512  # 2 screen px a crop px: crop x is at 2x + 1
+
+        def at(x: float, y: float) -> ActionChains:
+            return ActionChains(d).move_to_element_with_offset(
+                canvas, 2 * x + 1 - 256, 2 * y + 1 - 256
+            )
+
+        def keys(k: str) -> None:
+            ActionChains(d).send_keys(k).perform()
+
+        face = [[52, 40], [204, 40], [212, 210], [128, 250], [44, 210]]
+        for x, y in face:
+            at(x, y).click().perform()
+        at(*face[0]).click().perform()  # the first point again closes it
+        keys("w")  # exclude: a hand over the chin
+        hand = [[90, 190], [170, 180], [180, 255], [130, 255], [100, 255]]
+        for x, y in hand:
+            at(x, y).click().perform()
+        keys(Keys.ENTER)
+        at(204, 40).click_and_hold().move_by_offset(16, -16).release().perform()
+        # the canvas may sit at a fraction of a screen pixel: points within 1/2 screen px
+        assert np.allclose(d.execute_script("return faceswapUI.labels.polys[0].pts[1]"), [212, 32],
+                           atol=0.3)  # fmt: skip
+        ActionChains(d).key_down(Keys.CONTROL).send_keys("z").key_up(Keys.CONTROL).perform()
+        at(130, 255).context_click().perform()  # right-click deletes a point
+        polys = d.execute_script("return faceswapUI.labels.polys")
+        assert [p["kind"] for p in polys] == ["include", "exclude"]
+        assert np.allclose(polys[0]["pts"], face, atol=0.3)
+        assert np.allclose(polys[1]["pts"], hand[:3] + hand[4:], atol=0.3)
+        keys("s")
+        wait(d, "document.querySelector('#lb-status').textContent.startsWith('saved')", 10)
+        shot(d, "labels")
+        labels = json.loads((root / "labels.json").read_text())
+        assert labels["format"] == "faceswap-labels" and labels["size"] == 256
+        assert labels["faces"] == {names[0]: {"include": [polys[0]["pts"]],
+                                              "exclude": [polys[1]["pts"]]}}  # fmt: skip
+        # next face: draw, then previous saves it on the way (no Save pressed)
+        keys("d")
+        wait(d, f"faceswapUI.labels.name === '{names[1]}'", 10)
+        keys("q")  # the mode stays from face to face, as in XSeg
+        for x, y in face[:3]:
+            at(x, y).click().perform()
+        keys(Keys.ENTER)
+        keys("a")
+        wait(
+            d,
+            f"faceswapUI.labels.name === '{names[0]}' && faceswapUI.labels.polys.length === 2",
+            10,
+        )
+        assert set(json.loads((root / "labels.json").read_text())["faces"]) == set(names[:2])
+        click(d, "#lb-close")
+        click(d, "#fs-labelled")
+        wait(d, "document.querySelector('#fs-count').textContent.endsWith('2 labelled') && "
+             "Faces.list.length === 2", 10)  # fmt: skip
+        print(f"labelled two faces in {time.perf_counter() - t0:.1f} s")

@@ -149,7 +149,6 @@ def _label(args: argparse.Namespace) -> int:
     import cv2
 
     from faceswap import faceset as fsmod
-    from faceswap.data.stored_masks import mask_path
     from faceswap.masks import labels as lb
 
     fs = fsmod.load(args.faceset)
@@ -193,16 +192,8 @@ def _label(args: argparse.Namespace) -> int:
             k = fs.size / size
             new = {n: lb.Label([q * k for q in v.include], [q * k for q in v.exclude])
                    for n, v in new.items()}  # fmt: skip
-    with fsmod.writer_lock(fs.root):
-        fs = fsmod.load(args.faceset)
-        merged = lb.merge(lb.load_labels(fs), new, args.replace)
-        lb.save_labels(fs, merged)
-        # stored masks of relabelled faces are stale: the next apply redoes them from labels
-        stale = 0
-        for f in fs.faces + fs.rejected:
-            if f.name in new and mask_path(fs.root, f).exists():
-                mask_path(fs.root, f).unlink()
-                stale += 1
+    # stored masks of relabelled faces are removed: the next apply redoes them from labels
+    merged, stale = lb.update(fs.root, new, replace=args.replace)
     data = {"faceset": str(fs.root), "imported": len(new), "labels": len(merged),
             "masks_removed": stale, "pixels_labelled_face":
             int(sum((v.render(fs.size, fs.size) > 0).sum() for v in new.values()))}  # fmt: skip

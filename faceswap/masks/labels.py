@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from faceswap import faceset
+from faceswap.data.stored_masks import mask_path
 from faceswap.errors import BadInput
 from faceswap.faceset import FaceSet, atomic_write_text
 
@@ -107,22 +110,27 @@ def parse(data: Any, source: str) -> tuple[int, dict[str, Label]]:
     out: dict[str, Label] = {}
     for name, entry in faces.items():
         check_name(name, source)
-        where = f"{source}: face {name}"
-        if not isinstance(entry, dict) or set(entry) - {"include", "exclude"}:
-            raise LabelError(f"{where}: must be {{'include': [...], 'exclude': [...]}}")
-        lab = Label()
-        for kind in ("include", "exclude"):
-            polys = entry.get(kind, [])
-            if not isinstance(polys, list) or len(polys) > MAX_POLYGONS:
-                raise LabelError(f"{where}: {kind} must be a list of up to {MAX_POLYGONS} "
-                                 "polygons")  # fmt: skip
-            getattr(lab, kind).extend(
-                _polygon(p, size, f"{where} {kind}[{i}]") for i, p in enumerate(polys)
-            )
-        if not lab.include:
-            raise LabelError(f"{where}: needs at least one include polygon (the face)")
-        out[name] = lab
+        out[name] = parse_face(entry, size, f"{source}: face {name}")
     return size, out
+
+
+def parse_face(entry: Any, size: int, where: str) -> Label:
+    """One face's {"include": [...], "exclude": [...]} in a `size` crop; LabelError naming
+    `where`, the kind and the polygon."""
+    if not isinstance(entry, dict) or set(entry) - {"include", "exclude"}:
+        raise LabelError(f"{where}: must be {{'include': [...], 'exclude': [...]}}")
+    lab = Label()
+    for kind in ("include", "exclude"):
+        polys = entry.get(kind, [])
+        if not isinstance(polys, list) or len(polys) > MAX_POLYGONS:
+            raise LabelError(f"{where}: {kind} must be a list of up to {MAX_POLYGONS} "
+                             "polygons")  # fmt: skip
+        getattr(lab, kind).extend(
+            _polygon(p, size, f"{where} {kind}[{i}]") for i, p in enumerate(polys)
+        )
+    if not lab.include:
+        raise LabelError(f"{where}: needs at least one include polygon (the face)")
+    return lab
 
 
 def read_file(path: str | Path) -> tuple[int, dict[str, Label]]:
@@ -170,6 +178,28 @@ def save_labels(fs: FaceSet, labels: dict[str, Label]) -> None:
     atomic_write_text(fs.root / LABELS, json.dumps(document(fs.size, labels)))
 
 
+def update(root: str | Path, new: dict[str, Label], *, remove: Iterable[str] = (),
+           replace: bool = False) -> tuple[dict[str, Label], int]:  # fmt: skip
+    """Merge `new` (polygons at the set's size) into the set's labels, less the `remove`d names
+    (all others when `replace`), under the set's writer lock. Stored masks of the faces it
+    changes are deleted: the next `mask apply` redoes them from the labels.
+    Returns (the set's labels now, how many stored masks were deleted)."""
+    changed = set(new) | set(remove)
+    with faceset.writer_lock(root):
+        fs = faceset.load(root)  # the set as it is now, under the lock
+        check_faces(fs, new, str(fs.root))
+        merged = merge({} if replace else load_labels(fs), new, replace)
+        for name in remove:
+            merged.pop(name, None)
+        save_labels(fs, merged)
+        stale = 0
+        for face in fs.faces + fs.rejected:
+            if face.name in changed and mask_path(fs.root, face).exists():
+                mask_path(fs.root, face).unlink()
+                stale += 1
+    return merged, stale
+
+
 def from_mask(mask: np.ndarray, size: int, tolerance: float = 0.75) -> Label:
     """Polygons tracing a painted mask (white = face): outlines are included, holes (a hand
     inside the face outline) excluded. Tolerance in pixels of the mask."""
@@ -211,6 +241,8 @@ __all__ = [
     "save_labels",
     "read_file",
     "parse",
+    "parse_face",
+    "update",
     "iou",
     "from_mask",
     "document",

@@ -26,9 +26,12 @@ from fastapi.responses import (
     StreamingResponse,
 )
 
+from faceswap import faceset as fsmod
 from faceswap.errors import BadInput
 from faceswap.faceset import is_faceset
+from faceswap.masks import labels as lb
 from faceswap.ui import commands as cmds
+from faceswap.ui import labels as ui_labels
 from faceswap.ui import project as pj
 from faceswap.ui.faces import FaceSets
 from faceswap.ui.frames import FramePreview, clip_info, read_frame
@@ -245,8 +248,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     # ---- face browser --------------------------------------------------------------------------
     @app.get("/api/facesets/{side}")
-    def list_faces(side: str, sort: str = "frame", reverse: bool = False, view: str = "faces"):
-        return facesets.listing(side_root(side), sort, reverse, view)
+    def list_faces(side: str, sort: str = "frame", reverse: bool = False, view: str = "faces",
+                   labelled: bool = False):  # fmt: skip
+        root = side_root(side)
+        names, error = ui_labels.labelled(facesets.load(root))
+        return {**facesets.listing(root, sort, reverse, view, names, labelled),
+                "labels_error": error}  # fmt: skip
 
     @app.get("/api/facesets/{side}/thumb/{name}")
     def thumb(side: str, name: str):
@@ -291,6 +298,46 @@ def create_app(settings: Settings) -> FastAPI:
         if not 0.5 <= strictness <= 20:
             raise HTTPError(400, "strictness: between 0.5 and 20")
         return {"flagged": facesets.proposals(side_root(side), strictness, dedupe)}
+
+    # ---- label editor ----------------------------------------------------------------------------
+    def face_in(side: str, name: str) -> tuple[Path, fsmod.FaceSet, fsmod.Face]:
+        root = side_root(side)
+        lb.check_name(name, pj.FACESETS[side])  # a name, never a path
+        face = facesets.by_name(root).get(name)
+        if face is None:
+            raise HTTPError(404, f"no face {name!r} in {pj.FACESETS[side]}")
+        return root, facesets.load(root), face
+
+    @app.get("/api/facesets/{side}/face/{name}")
+    def face_image(side: str, name: str):
+        """The aligned face at full size (the grid's thumbnails are 96 px)."""
+        _, fs, face = face_in(side, name)
+        return FileResponse(fs.path_of(face), headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/facesets/{side}/labels/{name}")
+    def get_label(side: str, name: str):
+        _, fs, face = face_in(side, name)
+        return ui_labels.view(fs, face)
+
+    @app.get("/api/facesets/{side}/labels/{name}/fallback.png")
+    def label_fallback(side: str, name: str):
+        _, fs, face = face_in(side, name)
+        return Response(ui_labels.overlay_png(fs, face), media_type="image/png",
+                        headers={"Cache-Control": "no-store"})  # fmt: skip
+
+    @app.put("/api/facesets/{side}/labels/{name}")
+    async def put_label(side: str, name: str, request: Request):
+        root, fs, _ = face_in(side, name)
+        data = await body(request)
+        where = f"{pj.FACESETS[side]} face {name}"
+        return await asyncio.to_thread(ui_labels.save, root, fs.size, name, data, where)
+
+    @app.delete("/api/facesets/{side}/labels/{name}")
+    async def delete_label(side: str, name: str):
+        root, fs, _ = face_in(side, name)
+        if name not in lb.load_labels(fs):
+            raise HTTPError(404, f"face {name} in {pj.FACESETS[side]} has no label")
+        return await asyncio.to_thread(ui_labels.remove, root, name)
 
     # ---- runs ------------------------------------------------------------------------------------
     @app.get("/api/runs/{which}")

@@ -51,7 +51,10 @@ class FaceSets:
             fs.__dict__["_ui_names"] = names
         return names
 
-    def listing(self, root: Path, key: str, reverse: bool, view: str) -> dict[str, Any]:
+    def listing(self, root: Path, key: str, reverse: bool, view: str, labelled: set[str],
+                only_labelled: bool = False) -> dict[str, Any]:  # fmt: skip
+        """One view of the set, sorted; faces in `labelled` are marked (and alone listed when
+        `only_labelled`)."""
         fs = self.load(root)
         if view == "rejected":
             faces = [{"name": f.name, "value": None, "reason": f.reason} for f in fs.rejected]
@@ -60,8 +63,14 @@ class FaceSets:
                      for f, v in curate.sort_faces(fs, key, reverse=reverse)]  # fmt: skip
         else:
             raise BadInput(f"unknown view {view!r}; choose faces or rejected")
+        for f in faces:
+            if f["name"] in labelled:
+                f["labelled"] = True
+        if only_labelled:
+            faces = [f for f in faces if "labelled" in f]
         return {"faces": faces, "count": len(fs.faces), "rejected": len(fs.rejected),
-                "sort_keys": list(curate.SORT_KEYS), "version": fs.updated}  # fmt: skip
+                "labelled": len(labelled), "sort_keys": list(curate.SORT_KEYS),
+                "version": fs.updated}  # fmt: skip
 
     def thumbnail(self, root: Path, name: str) -> Path:
         """A cached JPEG of the named face (kept or rejected); KeyError for an unknown name."""

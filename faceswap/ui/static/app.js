@@ -122,14 +122,15 @@ const Faces = {
   CELL_W: 104, CELL_H: 122, list: [], sel: new Set(), flagged: new Map(), pool: [], anchor: -1, loadedAt: 0,
   async load() {
     const side = $("#fs-side").value;
-    const url = `/api/facesets/${side}?sort=${$("#fs-sort").value || "frame"}&reverse=${$("#fs-reverse").checked}&view=${$("#fs-view").value}`;
+    const url = `/api/facesets/${side}?sort=${$("#fs-sort").value || "frame"}&reverse=${$("#fs-reverse").checked}&view=${$("#fs-view").value}&labelled=${$("#fs-labelled").checked}`;
     let d;
     try { d = await api("GET", url); } catch (e) { this.list = []; this.layout(); $("#fs-count").textContent = "no face set yet"; return; }
     if (!$("#fs-sort").options.length) { $("#fs-sort").innerHTML = d.sort_keys.map((k) => `<option>${k}</option>`).join(""); $("#fs-sort").value = "frame"; }
     this.list = d.faces; this.side = side; this.version = d.version;
     const names = new Set(this.list.map((f) => f.name));
     this.sel.forEach((n) => names.has(n) || this.sel.delete(n));
-    $("#fs-count").textContent = `${d.count} kept, ${d.rejected} rejected`;
+    $("#fs-count").textContent = `${d.count} kept, ${d.rejected} rejected${d.labelled ? `, ${d.labelled} labelled` : ""}`;
+    if (d.labels_error) toast(d.labels_error);
     this.loadedAt = performance.now(); this.layout();
   },
   layout() {
@@ -155,7 +156,7 @@ const Faces = {
       t.style.transform = `translate(${(i % this.cols) * this.CELL_W}px, ${Math.floor(i / this.cols) * this.CELL_H}px)`;
       const img = t.firstChild; if (img.dataset.src !== src) { img.dataset.src = src; img.src = src; }
       const flag = this.flagged.get(f.name);
-      t.classList.toggle("sel", this.sel.has(f.name)); t.classList.toggle("flag", !!flag);
+      t.classList.toggle("sel", this.sel.has(f.name)); t.classList.toggle("flag", !!flag); t.classList.toggle("lab", !!f.labelled);
       const label = f.reason || flag || (f.value != null ? `${$("#fs-sort").value} ${f.value}` : f.name);
       t.lastChild.textContent = label; t.title = `${f.name}\n${label}`;
     }
@@ -189,13 +190,178 @@ const Faces = {
 };
 $("#grid").addEventListener("scroll", () => { if (!Faces.raf) Faces.raf = requestAnimationFrame(() => { Faces.raf = 0; Faces.paint(); }); }, { passive: true });
 $("#grid").addEventListener("click", (e) => Faces.click(e));
+$("#grid").addEventListener("dblclick", (e) => { const t = e.target.closest(".tile"); if (t && t.dataset.i !== "") Labels.show(Faces.list[+t.dataset.i].name); });
 window.addEventListener("resize", () => Faces.layout());
-["#fs-side", "#fs-sort", "#fs-reverse", "#fs-view"].forEach((s) => ($(s).onchange = () => { Faces.sel.clear(); Faces.flagged.clear(); $("#fs-apply").disabled = true; $("#grid").scrollTop = 0; Faces.load(); }));
+["#fs-side", "#fs-sort", "#fs-reverse", "#fs-view", "#fs-labelled"].forEach((s) => ($(s).onchange = () => { Faces.sel.clear(); Faces.flagged.clear(); $("#fs-apply").disabled = true; $("#grid").scrollTop = 0; Faces.load(); }));
 $("#fs-reject").onclick = () => Faces.act("reject");
 $("#fs-restore").onclick = () => Faces.act("restore");
 $("#fs-clear").onclick = () => { Faces.sel.clear(); $("#fs-sel").textContent = ""; Faces.paint(true); };
 $("#fs-propose").onclick = () => Faces.propose();
 $("#fs-apply").onclick = () => Faces.apply();
+$("#fs-label").onclick = () => {
+  const f = Faces.list.find((f) => Faces.sel.has(f.name)) || Faces.list[0];
+  f ? Labels.show(f.name) : toast("no faces to label in this view");
+};
+
+// ---- label editor: XSeg-style polygons over one aligned face, saved to FACESET/labels.json ------
+// Points are crop pixels with pixel centres at integers (labels.json's convention): screen
+// position / scale - 0.5. The shade is what the mask leaves out: the label's own (include
+// polygons less exclude ones) once drawn, else the fallback mask training would use.
+const SHADE = "rgba(0, 16, 40, 0.63)"; // faceswap/ui/labels.py draws the fallback in this colour
+const loadImage = (src) => new Promise((ok, bad) => { const im = new Image(); im.onload = () => ok(im); im.onerror = () => bad(new Error(`cannot load ${src}`)); im.src = src; });
+const toPolys = (lab) => [...lab.include.map((pts) => ({ kind: "include", pts })), ...lab.exclude.map((pts) => ({ kind: "exclude", pts }))];
+const inside = ([x, y], pts) => pts.reduce((c, [x1, y1], i) => { const [x0, y0] = pts[(i || pts.length) - 1];
+  return (y1 > y) !== (y0 > y) && x < ((x0 - x1) * (y - y1)) / (y0 - y1) + x1 ? !c : c; }, false);
+const Labels = {
+  polys: [], open: null, past: [], future: [], dirty: false, name: null, mouse: null, drag: null,
+  mode: () => $('input[name="lb-mode"]:checked').value,
+  url() { return `/api/facesets/${this.side}/labels/${encodeURIComponent(this.name)}`; },
+  async show(name) {
+    if (!(await this.flush())) return;
+    const side = Faces.side, q = encodeURIComponent(name);
+    const d = await api("GET", `/api/facesets/${side}/labels/${q}`);
+    const [img, shade] = await Promise.all([`/api/facesets/${side}/face/${q}`, `/api/facesets/${side}/labels/${q}/fallback.png?v=${Date.now()}`].map(loadImage));
+    Object.assign(this, { side, name, img, shade, size: d.size, traced: d.traced, fallback: d.fallback, labelled: !!d.label,
+      polys: d.label ? toPolys(d.label) : [], open: null, past: [], future: [], dirty: false });
+    $("#grid").hidden = true; $("#editor").hidden = false; $("#lb-name").textContent = name;
+    const i = this.pos(); $("#lb-pos").textContent = `${i + 1} of ${Faces.list.length} in this view`;
+    this.status(this.labelled ? "labelled" : `no label yet: training uses the ${d.fallback}`);
+    this.draw();
+  },
+  pos() { return Faces.list.findIndex((f) => f.name === this.name); },
+  async step(k) {
+    const f = Faces.list[this.pos() + k];
+    f ? await this.show(f.name) : toast(k < 0 ? "this is the first face of the view" : "this is the last face of the view");
+  },
+  async leave() {
+    if (!(await this.flush())) return;
+    $("#editor").hidden = true; $("#grid").hidden = false; Faces.layout();
+  },
+  async flush() { return !this.dirty || this.save().then(() => true, () => false); },
+  async save() {
+    if (this.open) this.finish();
+    const pts = (kind) => this.polys.filter((p) => p.kind === kind).map((p) => p.pts);
+    const body = { include: pts("include"), exclude: pts("exclude") };
+    const empty = !body.include.length && !body.exclude.length;
+    const r = empty ? (this.labelled ? await api("DELETE", this.url()) : null) : await api("PUT", this.url(), body);
+    this.dirty = false; this.labelled = !empty;
+    const f = Faces.list.find((f) => f.name === this.name); if (f) f.labelled = this.labelled;
+    if (r && r.masks_removed) this.shade = await loadImage(`${this.url()}/fallback.png?v=${Date.now()}`);
+    this.status(!r ? "nothing to save" : `${empty ? "label removed" : "saved"}: ${r.labelled} face(s) labelled in this set${r.masks_removed ? "; its stored mask was removed (mask apply redoes it)" : ""}`);
+    Faces.paint(true);
+  },
+  status(msg) { $("#lb-status").textContent = msg; },
+  snap() { return JSON.stringify([this.polys, this.open]); },
+  change(before = this.snap()) { this.past.push(before); this.future = []; this.dirty = true; this.status("unsaved changes"); },
+  swap(from, to) {
+    if (!from.length) return;
+    to.push(this.snap()); [this.polys, this.open] = JSON.parse(from.pop());
+    this.dirty = true; this.status("unsaved changes"); this.draw();
+  },
+  setMode(m) { $(`input[name="lb-mode"][value="${m}"]`).checked = true; if (this.open) this.open.kind = m; this.draw(); },
+  finish() { // close the open polygon (fewer than 3 points: drop it)
+    this.change(); if (this.open.pts.length >= 3) this.polys.push(this.open); this.open = null; this.draw();
+  },
+  drop() { if (this.open) { this.change(); this.open = null; this.draw(); } },
+  at(e) { // the pointer in crop pixels
+    const r = $("#lb-canvas").getBoundingClientRect(), k = this.size / r.width;
+    const c = (v) => Math.round(Math.min(this.size, Math.max(0, v * k - 0.5)) * 100) / 100;
+    return [c(e.clientX - r.left), c(e.clientY - r.top)];
+  },
+  hit(p) { // [polygon, point index] of the point within 6 screen pixels of p, the open polygon first
+    const r = (6 * this.size) / $("#lb-canvas").getBoundingClientRect().width;
+    for (const poly of [this.open, ...this.polys].filter(Boolean)) {
+      const j = poly.pts.findIndex((q) => Math.hypot(q[0] - p[0], q[1] - p[1]) <= r);
+      if (j >= 0) return [poly, j];
+    }
+    return null;
+  },
+  down(e) {
+    if (e.button !== 0 || !this.name) return;
+    const p = this.at(e), h = this.hit(p);
+    if (h && h[0] === this.open && h[1] === 0 && this.open.pts.length >= 3) return this.finish();
+    if (h) { this.drag = { h, before: this.snap(), moved: false }; $("#lb-canvas").setPointerCapture(e.pointerId); return; }
+    this.change();
+    if (!this.open) this.open = { kind: this.mode(), pts: [] };
+    this.open.pts.push(p); this.draw();
+  },
+  move(e) {
+    if (!this.name) return;
+    this.mouse = this.at(e);
+    const d = this.drag;
+    if (d) { if (!d.moved) { this.change(d.before); d.moved = true; } d.h[0].pts[d.h[1]] = this.mouse; }
+    this.draw();
+  },
+  removePoint(e) {
+    e.preventDefault();
+    const h = this.name && this.hit(this.at(e)); if (!h) return;
+    this.change(); h[0].pts.splice(h[1], 1);
+    if (h[0] === this.open) { if (!this.open.pts.length) this.open = null; } else if (h[0].pts.length < 3) this.polys.splice(this.polys.indexOf(h[0]), 1);
+    this.draw();
+  },
+  removePolygon() {
+    const i = this.mouse ? this.polys.findLastIndex((p) => inside(this.mouse, p.pts)) : -1;
+    if (i >= 0) { this.change(); this.polys.splice(i, 1); this.draw(); }
+  },
+  path(pts, k, closed) {
+    const p = new Path2D(); pts.forEach(([x, y], j) => p[j ? "lineTo" : "moveTo"]((x + 0.5) * k, (y + 0.5) * k));
+    if (closed) p.closePath();
+    return p;
+  },
+  draw() {
+    const c = $("#lb-canvas"), x = c.getContext("2d"), W = c.width, k = W / this.size;
+    x.clearRect(0, 0, W, W); x.drawImage(this.img, 0, 0, W, W);
+    $("#lb-fallback").textContent = this.polys.length ? "label" : this.fallback;
+    if ($("#lb-show").checked && !this.polys.length) x.drawImage(this.shade, 0, 0, W, W);
+    else if ($("#lb-show").checked) {
+      const o = this.off || (this.off = document.createElement("canvas")), y = o.getContext("2d");
+      o.width = o.height = W; y.fillStyle = SHADE; y.fillRect(0, 0, W, W);
+      for (const kind of ["include", "exclude"]) for (const p of this.polys.filter((p) => p.kind === kind)) {
+        y.globalCompositeOperation = "destination-out"; y.fillStyle = "#000"; y.fill(this.path(p.pts, k, true));
+        y.globalCompositeOperation = "source-over"; if (kind === "exclude") { y.fillStyle = SHADE; y.fill(this.path(p.pts, k, true)); }
+      }
+      x.drawImage(o, 0, 0);
+    }
+    for (const p of [...this.polys, this.open].filter(Boolean)) {
+      const open = p === this.open, path = this.path(p.pts, k, !open);
+      if (open && this.mouse) path.lineTo((this.mouse[0] + 0.5) * k, (this.mouse[1] + 0.5) * k);
+      x.strokeStyle = x.fillStyle = p.kind === "include" ? "#5fd38d" : "#ff6b6b";
+      x.lineWidth = 2; x.setLineDash(p.kind === "include" ? [] : [6, 4]); x.stroke(path); x.setLineDash([]);
+      p.pts.forEach(([px, py]) => x.fillRect((px + 0.5) * k - 3, (py + 0.5) * k - 3, 6, 6));
+      if (open && p.pts.length >= 3) { x.beginPath(); x.arc((p.pts[0][0] + 0.5) * k, (p.pts[0][1] + 0.5) * k, 7, 0, 7); x.stroke(); }
+    }
+  },
+  key(e) {
+    if ($("#editor").hidden || S.page !== "faces" || e.target.matches("input:not([type=radio]):not([type=checkbox]), select, textarea")) return;
+    const k = e.key.toLowerCase(), ctrl = e.ctrlKey || e.metaKey;
+    const acts = ctrl ? { z: () => (e.shiftKey ? this.redo() : this.undo()), y: () => this.redo(), s: () => this.save() }
+      : { q: () => this.setMode("include"), w: () => this.setMode("exclude"), a: () => this.step(-1), d: () => this.step(1), s: () => this.save(),
+        enter: () => this.open && this.finish(), escape: () => this.drop(),
+        delete: () => this.removePolygon(), backspace: () => this.removePolygon() };
+    if (acts[k]) { e.preventDefault(); acts[k](); }
+  },
+  undo() { this.swap(this.past, this.future); },
+  redo() { this.swap(this.future, this.past); },
+};
+S.labels = Labels;
+const lbc = $("#lb-canvas");
+lbc.addEventListener("pointerdown", (e) => Labels.down(e));
+lbc.addEventListener("pointermove", (e) => Labels.move(e));
+lbc.addEventListener("pointerup", () => (Labels.drag = null));
+lbc.addEventListener("pointerleave", () => { Labels.mouse = null; if (Labels.name) Labels.draw(); });
+lbc.addEventListener("contextmenu", (e) => Labels.removePoint(e));
+document.addEventListener("keydown", (e) => Labels.key(e));
+$$('input[name="lb-mode"]').forEach((r) => (r.onchange = () => Labels.setMode(r.value)));
+$("#lb-show").onchange = () => Labels.draw();
+$("#lb-undo").onclick = () => Labels.undo();
+$("#lb-redo").onclick = () => Labels.redo();
+$("#lb-clear").onclick = () => { Labels.change(); Labels.polys = []; Labels.open = null; Labels.draw(); };
+$("#lb-trace").onclick = () => { Labels.change(); Labels.polys = toPolys(Labels.traced); Labels.open = null; Labels.draw(); };
+$("#lb-save").onclick = () => Labels.save();
+$("#lb-prev").onclick = () => Labels.step(-1);
+$("#lb-next").onclick = () => Labels.step(1);
+$("#lb-close").onclick = () => Labels.leave();
+window.addEventListener("beforeunload", (e) => { if (Labels.dirty) e.preventDefault(); });
 
 // ---- train -------------------------------------------------------------------------------------
 const Train = {
