@@ -84,6 +84,11 @@ def test_extended_mask_reaches_higher_than_hull():
     ext = landmark_mask(aligned, 128, "extended")
     assert ext.sum() > hull.sum()
     assert np.nonzero(ext.any(1))[0].min() < np.nonzero(hull.any(1))[0].min()
+    # a lower forehead reach lies between the two, and 0 is the plain hull
+    low = landmark_mask(aligned, 128, "extended", forehead=0.25)
+    top = [np.nonzero(m.any(1))[0].min() for m in (ext, low, hull)]
+    assert top[0] < top[1] < top[2]
+    np.testing.assert_array_equal(landmark_mask(aligned, 128, "extended", forehead=0.0), hull)
 
 
 def test_region_masks_are_small_and_inside_the_face():

@@ -252,7 +252,8 @@ def test_default_config_file_is_the_defaults_and_bad_values_are_refused():
     assert to_dict(cfg) == to_dict(ConvertConfig())
     for bad, match in (({"colour": "rct"}, "unknown key 'colour'"), ({"color": "x"}, "color"),
                        ({"feather": 0.9}, "feather"), ({"extract": {"detector": "x"}}, "detector"),
-                       ({"crf": 60}, "crf"), ({"preset": "quick"}, "preset")):  # fmt: skip
+                       ({"crf": 60}, "crf"), ({"preset": "quick"}, "preset"),
+                       ({"forehead": 1.5}, "forehead")):  # fmt: skip
         with pytest.raises(BadInput, match=match):
             from_dict(ConvertConfig, bad, "test")
 

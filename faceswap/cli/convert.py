@@ -37,6 +37,7 @@ Every output is labelled as synthetic (container tags + OUT.provenance.json; see
 
 # flag -> ConvertConfig field (top level) or ExtractConfig field (section extract)
 _TOP = ("direction", "batch_size", "device", "precision", "smooth", "mask", "mask_model", "hull",
+        "forehead",
         "erode", "feather", "color", "blend", "sharpen", "select", "identity_threshold", "crf",
         "preset", "workers", "threads")  # fmt: skip
 _EXTRACT = (*DETECTION_FLAGS, "detect_workers")
@@ -60,6 +61,11 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
                    "seg+learned (occlusion-aware: needs --mask-model)")  # fmt: skip
     p.add_argument("--mask-model", help="mask model folder (faceswap mask train; docs/masks.md)")
     p.add_argument("--hull", help="landmark mask: hull, extended (default) or components")
+    p.add_argument(
+        "--forehead",
+        type=float,
+        help="extended hull: reach above the brows, brow-to-nose-tip distances (0.5)",
+    )
     p.add_argument("--erode", type=float, help="mask edge in (+) or out (-), fraction of the face")
     p.add_argument("--feather", type=float, help="soft edge width, fraction of the face (0.05)")
     p.add_argument("--color", help="avg, rct (default), hist or none")

@@ -29,6 +29,8 @@ class ConvertConfig:
                        "(the mask_model's segmentation)")  # fmt: skip
     mask_model: str = option("", "mask model folder (faceswap mask train) for the seg masks")
     hull: str = option("extended", "landmark mask: hull, extended (with forehead) or components")
+    forehead: float = option(0.5, "extended hull: its reach above the brows, in brow-to-nose-tip "
+                             "distances (lower keeps B's hairline out)")  # fmt: skip
     erode: float = option(0.02, "move the mask edge in (+) or out (-), fraction of crop side")
     feather: float = option(0.05, "width of the soft mask edge, fraction of the crop side")
     color: str = option("rct", "colour match to the original face: avg, rct, hist or none")
@@ -61,6 +63,7 @@ class ConvertConfig:
         check(bool(self.mask_model) or not self.mask.startswith("seg"),
               f"mask {self.mask} needs mask_model (--mask-model), from faceswap mask train")  # fmt: skip
         check(self.hull in MASK_KINDS, f"hull must be one of {', '.join(MASK_KINDS)}")
+        check(0.0 <= self.forehead <= 1.0, "forehead must be between 0 and 1")
         check(-0.2 <= self.erode <= 0.2, "erode must be between -0.2 and 0.2")
         check(0.0 <= self.feather <= 0.3, "feather must be between 0 and 0.3")
         check(self.color in COLOR_MODES, f"color must be one of {', '.join(COLOR_MODES)}")

@@ -20,7 +20,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from faceswap.extract.masks import landmark_mask
+from faceswap.extract.masks import FOREHEAD, landmark_mask
 
 MASK_MODES = ("learned", "hull", "product", "seg", "seg+hull", "seg+learned")
 MIN_WORK_SIZE = 256
@@ -48,6 +48,7 @@ def raw_mask(
     resolution: int,
     hull: str = "extended",
     seg: np.ndarray | None = None,
+    forehead: float = FOREHEAD,
 ) -> np.ndarray:
     """(W, W) float32 mask in [0, 1] at `work_size(resolution)`.
 
@@ -64,7 +65,11 @@ def raw_mask(
         if s.shape[0] != size:
             s = cv2.resize(s, (size, size), interpolation=cv2.INTER_LINEAR)
         rest = mode.partition("+")[2]
-        return s if not rest else s * raw_mask(rest, learned, landmarks, resolution, hull)
+        return (
+            s
+            if not rest
+            else s * raw_mask(rest, learned, landmarks, resolution, hull, forehead=forehead)
+        )
     out: np.ndarray | None = None
     if mode in ("learned", "product") and learned is not None:
         out = learned.astype(np.float32)
@@ -73,7 +78,7 @@ def raw_mask(
     if mode in ("hull", "product") or out is None:
         # (p + 0.5) * s - 0.5: the same points in the larger working crop
         lm = (np.asarray(landmarks, dtype=np.float64) + 0.5) * (size / resolution) - 0.5
-        h = landmark_mask(lm, size, hull)
+        h = landmark_mask(lm, size, hull, forehead)
         out = h if out is None else out * h
     return out
 

@@ -110,7 +110,9 @@ def composite(frame: np.ndarray, faces: list[FaceJob], cfg: ConvertConfig, resol
         assert f.swapped is not None
         lm = transform_points(f.m_model, f.landmarks)  # (68, 2) in model-crop pixels
         alpha = shape_mask(
-            raw_mask(cfg.mask, f.mask, lm, resolution, cfg.hull, f.seg), cfg.erode, cfg.feather
+            raw_mask(cfg.mask, f.mask, lm, resolution, cfg.hull, f.seg, cfg.forehead),
+            cfg.erode,
+            cfg.feather,
         )  # (W, W) fmt: skip
         # colour statistics over the pixels that will show: the mask at model resolution
         inside = cv2.resize(alpha, (resolution, resolution), interpolation=cv2.INTER_AREA) > 0.5

@@ -17,16 +17,22 @@ _COMPONENTS = [
 ]
 
 
-def _extended(pts: np.ndarray) -> np.ndarray:
-    """Push the brows up by half the brow-to-nose-tip distance, to cover the forehead."""
+FOREHEAD = 0.5  # the extended hull's lift of the brows, in brow-to-nose-tip distances
+
+
+def _extended(pts: np.ndarray, forehead: float = FOREHEAD) -> np.ndarray:
+    """Push the brows up by `forehead` brow-to-nose-tip distances, to cover the forehead."""
     pts = pts.copy()
-    lift = (pts[30] - pts[17:27].mean(0)) * 0.5
+    lift = (pts[30] - pts[17:27].mean(0)) * forehead
     pts[17:27] -= lift
     return pts
 
 
-def landmark_mask(landmarks: np.ndarray, size: int, kind: str = "hull") -> np.ndarray:
-    """Float32 mask in [0, 1] of shape (size, size) from 68 landmarks in crop coordinates."""
+def landmark_mask(
+    landmarks: np.ndarray, size: int, kind: str = "hull", forehead: float = FOREHEAD
+) -> np.ndarray:
+    """Float32 mask in [0, 1] of shape (size, size) from 68 landmarks in crop coordinates;
+    `forehead`: how high the `extended` kind reaches (see _extended)."""
     if kind not in MASK_KINDS:
         raise ValueError(f"mask kind must be one of {', '.join(MASK_KINDS)}, not {kind!r}")
     pts = np.asarray(landmarks, dtype=np.float64)
@@ -34,7 +40,7 @@ def landmark_mask(landmarks: np.ndarray, size: int, kind: str = "hull") -> np.nd
     if kind == "hull":
         parts = [list(range(68))]
     elif kind == "extended":
-        pts = _extended(pts)
+        pts = _extended(pts, forehead)
         parts = [list(range(68))]
     else:
         parts = _COMPONENTS
