@@ -22,7 +22,7 @@ PADDINGS = ("zero", "reflect")
 class ModelConfig:
     """Architecture and widths of the shared-encoder, dual-decoder autoencoder."""
 
-    arch: str = option("liae", "architecture: original, lightweight, dfl-h128, sae or liae")
+    arch: str = option("lightweight", "architecture: original, lightweight, dfl-h128, sae or liae")
     resolution: int = option(64, "face side in pixels (fixed per arch; sae, liae: 64..512 step 16)")
     encoder_dims: int = option(64, "width E of the first encoder conv (E, 2E, 4E, 8E)")
     decoder_dims: int = option(32, "decoder width D: upscales 4D,2D,D (sae: 8D,4D,2D + res)")

@@ -42,8 +42,10 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 # The model `faceswap train` builds when none is named: what trains best in an hour on the
-# device (docs/quality.md has the measurements behind the CPU choice).
-DEFAULT_PRESET = {"cpu": "liae-64", "cuda": "liae-128"}
+# device. CPU: `lightweight` matched or beat `liae-64` on identity, detail and expression at
+# 1,200 CPU-seconds over two seeds and both real pairs, with 1.5x its steps per CPU-second
+# (docs/quality.md). CUDA: not measured here (no GPU); LIAE is DeepFaceLab's usual choice there.
+DEFAULT_PRESET = {"cpu": "lightweight", "cuda": "liae-128"}
 
 
 def default_preset(device_type: str) -> str:
