@@ -51,8 +51,8 @@ def test_time_based_cadence_gives_early_preview_and_validation(real_pair, tmp_pa
     """A slow machine (every step made 0.2 s longer) and step intervals that never come: the
     clock (0.01 min = 0.6 s) brings previews and validation rows within a few steps."""
     run = tmp_path / "run"
-    t = tiny_trainer(*real_pair, run, steps=10, val_every=1000, preview_every=1000,
-                     save_every=1000, preview_minutes=0.01, val_minutes=0.01, save_minutes=0)  # fmt: skip
+    never = {"val_every": 1000, "preview_every": 1000, "save_every": 1000, "save_minutes": 0}
+    t = tiny_trainer(*real_pair, run, steps=10, preview_minutes=0.01, val_minutes=0.01, **never)
     t.train(lambda step, _d: time.sleep(0.2), tensorboard=False)
     previews = sorted(int(p.stem.split("-")[1]) for p in (run / "previews").glob("step-*.png"))
     rows = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
