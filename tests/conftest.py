@@ -1,4 +1,5 @@
-"""Shared fixtures: clips rendered from a real portrait, made once per session."""
+"""Shared fixtures: clips rendered from a real portrait, and face sets of the real clips in
+../shared/data, made once per session."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 import torch
 
 from faceswap.synthetic import render_clip
+
+from helpers import shared_data
 
 # The models in tests are tiny: one intra-op thread runs them as fast as two on a quiet
 # machine and many times faster on a busy one (OpenMP threads spin waiting for a lost core).
@@ -29,6 +32,19 @@ def _private_cache_dir(tmp_path_factory):
         os.environ.pop(CACHE_ENV, None)
     else:
         os.environ[CACHE_ENV] = old
+
+
+@pytest.fixture(autouse=True)
+def _cli_logging_restored():
+    """`faceswap.cli.main` points the "faceswap" logger at the sys.stderr of its call (capsys's
+    stream in a test): put the logger back after each test, so a later test's library logs do
+    not go to a closed stream ("--- Logging error ---")."""
+    import logging
+
+    logger = logging.getLogger("faceswap")
+    saved = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +101,39 @@ def tiny_run(tmp_path_factory, faceset_pair) -> Path:
         tensorboard=False
     )
     return run
+
+
+# Face sets of the real clips (../shared/data): name -> (clip, [start, end) frames, every nth).
+# d9 and d6 keep every frame of 100 (3.3 s): dedupe and the landmark-jump test need neighbours,
+# and training needs two 2-second blocks for its validation split. The others are a few faces
+# of two more people (planted outliers, other identities).
+REAL_SETS = {
+    "d9": ("liveportrait_d9.mp4", (100, 200), 1),  # a man with glasses, talking
+    "d6": ("liveportrait_d6.mp4", (300, 400), 1),  # a woman, grimaces
+    "face2": ("retalking_face2_man.mp4", (0, 125), 5),
+    "face4": ("retalking_face4_woman.mp4", (0, 199), 8),
+}
+
+
+@pytest.fixture(scope="session")
+def real_faceset(tmp_path_factory):
+    """name in REAL_SETS -> the folder of that clip's face set (128 px, default CPU backends),
+    extracted on first use and shared by every test of the session (~5 s a set). Tests read
+    it; one that changes a set works on a copy. Skips when ../shared/data is absent."""
+    from faceswap.config import ExtractConfig
+    from faceswap.extract.pipeline import extract
+
+    made: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in made:
+            clip, (start, end), nth = REAL_SETS[name]
+            path = shared_data("clips", clip)
+            out = tmp_path_factory.mktemp(f"real-{name}") / name
+            cfg = ExtractConfig(size=128, every_nth=nth, start_frame=start, end_frame=end,
+                                workers=1)  # fmt: skip
+            extract([str(path)], out, cfg)
+            made[name] = out
+        return made[name]
+
+    return get

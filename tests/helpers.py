@@ -44,6 +44,25 @@ def tiny_train_config(**over):
     return from_dict(TrainConfig, {**TINY_TRAIN, **over}, "test")
 
 
+def tiny_trainer(a: Path, b: Path, run: Path, **over):
+    """A Trainer of tiny_train_config(**over) on the face sets in folders a and b, in a new
+    run folder."""
+    from faceswap import faceset as fsmod
+    from faceswap.train.trainer import Trainer, open_run
+
+    cfg = open_run(run, tiny_train_config(**over), resume=False)
+    return Trainer(cfg, fsmod.load(a), fsmod.load(b), run)
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """`faceswap ARGV` in this process: (exit code, stdout, stderr)."""
+    from faceswap.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def face_landmarks(scale=200.0, angle=0.0, shift=(300.0, 200.0)):
     """A plausible 68-point face: the mean template for 17..67 plus a jaw arc, placed in a frame
     (scaled, rotated by `angle` degrees, centred at `shift`)."""

@@ -11,9 +11,6 @@ import pytest
 
 from faceswap import curate
 from faceswap import faceset as fsmod
-from faceswap.config import ExtractConfig
-
-from helpers import shared_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,26 +24,11 @@ def _bench():
     return mod
 
 
-@pytest.fixture(scope="session")
-def real_sets(tmp_path_factory) -> dict[str, fsmod.FaceSet]:
+@pytest.fixture(scope="module")
+def real_sets(real_faceset) -> dict[str, fsmod.FaceSet]:
     """100 frames of d9 and of d6 (every frame: dedupe and the jump test need neighbours),
-    and a few faces of two other people, extracted once per session."""
-    from faceswap.extract.pipeline import extract
-
-    clips = {
-        "d9": ("liveportrait_d9.mp4", (100, 200), 1),  # talking
-        "d6": ("liveportrait_d6.mp4", (300, 400), 1),  # grimaces
-        "face2": ("retalking_face2_man.mp4", (0, 125), 5),
-        "face4": ("retalking_face4_woman.mp4", (0, 199), 8),
-    }
-    root = tmp_path_factory.mktemp("real-sets")
-    out = {}
-    for name, (clip, (start, end), nth) in clips.items():
-        path = shared_data("clips", clip)
-        cfg = ExtractConfig(size=128, every_nth=nth, start_frame=start, end_frame=end, workers=1)
-        extract([str(path)], root / name, cfg)
-        out[name] = fsmod.load(root / name)
-    return out
+    and a few faces of two other people (conftest.REAL_SETS)."""
+    return {name: fsmod.load(real_faceset(name)) for name in ("d9", "d6", "face2", "face4")}
 
 
 @pytest.mark.parametrize("name", ["d9", "d6"])

@@ -1,4 +1,6 @@
-"""The demo adapts its training steps to the measured step time and states the budget."""
+"""The demo keeps to one wall-clock budget: the stages so far are spent, the ones after training
+reserved from the target's extraction time, and training gets the rest at the measured step
+time (plan_budget, a pure function), within a floor and a cap; it says what it cut."""
 
 from __future__ import annotations
 
@@ -7,36 +9,88 @@ from dataclasses import replace
 import pytest
 import yaml
 
-from faceswap.demo.run import PROFILES, adapt_steps, measure_step_seconds, train_config
+from faceswap.cli.demo import _budget_words
+from faceswap.demo.run import (
+    PROFILES,
+    SWAPPED,
+    measure_step_seconds,
+    plan_budget,
+    plan_line,
+    train_config,
+)
+
+CPU = PROFILES["cpu"]  # 8 minutes, 300 + 80 planned steps
 
 
-def test_fast_machine_fills_the_budget():
-    cfg = PROFILES["cpu"]
-    b = adapt_steps(cfg, 0.2)  # 380 steps x 0.2 s x 1.15 = 1.5 min: room for 2.7x as many
-    assert b["steps"] > 2 * cfg.steps and b["fit_steps"] > 2 * cfg.fit_steps
-    assert b["estimated_minutes"] == pytest.approx(cfg.budget_minutes, rel=0.02)
-    top = adapt_steps(cfg, 0.001)  # a very fast machine: at most 4x the plan
-    assert (top["steps"], top["fit_steps"]) == (4 * cfg.steps, 4 * cfg.fit_steps)
+def test_training_gets_what_the_other_stages_leave():
+    # a quiet machine: 1 min of render + extraction, the target extracted in 10 s
+    b = plan_budget(CPU, 60.0, 0.3, 10.0)
+    assert b["reserved_seconds"] == {SWAPPED: 5.0, "convert, evaluate, report": 30.0}
+    assert b["steps"] > 2 * CPU.steps and b["fit_steps"] > 2 * CPU.fit_steps
+    assert b["estimated_minutes"] == pytest.approx(CPU.budget_minutes, rel=0.01)
+    assert not b["floor"] and b["skipped"] == []
+    # the same step time after slow extraction: fewer steps, the same total
+    slow = plan_budget(CPU, 240.0, 0.3, 40.0)
+    assert slow["steps"] < b["steps"] and slow["fit_steps"] < b["fit_steps"]
+    assert slow["estimated_minutes"] == pytest.approx(CPU.budget_minutes, rel=0.01)
+    # the training time is exactly what is left
+    left = 60 * CPU.budget_minutes - 240.0 - sum(slow["reserved_seconds"].values())
+    assert slow["training_seconds"] == pytest.approx(left, rel=0.01)
+
+
+def test_very_fast_machine_stops_at_the_cap():
+    top = plan_budget(CPU, 30.0, 0.001, 5.0)
+    assert (top["steps"], top["fit_steps"]) == (4 * CPU.steps, 4 * CPU.fit_steps)
+    assert top["estimated_minutes"] < CPU.budget_minutes  # done early rather than overtrained
 
 
 @pytest.mark.parametrize("step_seconds", [1.5, 3.0])
 def test_loaded_machine_gets_fewer_steps_within_the_budget(step_seconds):
-    cfg = PROFILES["cpu"]
-    b = adapt_steps(cfg, step_seconds)
-    assert b["steps"] < cfg.steps and b["fit_steps"] < cfg.fit_steps
-    assert b["estimated_minutes"] == pytest.approx(cfg.budget_minutes, rel=0.02)
+    b = plan_budget(CPU, 120.0, step_seconds, 20.0)
+    assert b["steps"] < CPU.steps and b["fit_steps"] < CPU.fit_steps
+    assert b["estimated_minutes"] == pytest.approx(CPU.budget_minutes, rel=0.01)
     # both cut by one factor
-    assert b["steps"] / cfg.steps == pytest.approx(b["fit_steps"] / cfg.fit_steps, abs=0.02)
+    assert b["steps"] / CPU.steps == pytest.approx(b["fit_steps"] / CPU.fit_steps, abs=0.02)
+    assert "cut from 300 and 80" in plan_line(b)
 
 
-def test_floor_and_off():
-    cfg = PROFILES["cpu"]
-    b = adapt_steps(cfg, 60.0)  # a minute a step: the floor, not zero
-    assert b["steps"] == round(0.05 * cfg.steps) and b["fit_steps"] >= 1
-    off = adapt_steps(replace(cfg, budget_minutes=0.0), 60.0)
-    assert off["steps"] == cfg.steps
+def test_short_budget_cuts_the_optional_stage_before_the_floor():
+    # at 3 s a step the plan (1.15 x 380 steps) takes 1311 s and its floor 131 s; a target
+    # extracted in 60 s reserves 30 s for the swapped clip's extraction and 180 s for the rest
+    room = plan_budget(CPU, 100.0, 3.0, 60.0)  # 170 s left: nothing cut
+    assert room["skipped"] == [] and not room["floor"]
+    cut = plan_budget(CPU, 150.0, 3.0, 60.0)  # 120 s left, 150 s without the swapped clip
+    assert cut["skipped"] == [SWAPPED] and SWAPPED not in cut["reserved_seconds"]
+    assert not cut["floor"] and cut["steps"] == round(300 * 150 / (3.0 * 1.15 * 380))
+    assert "cut: extract swapped" in plan_line(cut)
+    floor = plan_budget(CPU, 300.0, 3.0, 60.0)  # short even so: the floor
+    assert floor["skipped"] == [SWAPPED] and floor["floor"]
+    assert floor["steps"] == round(0.1 * CPU.steps) == 30 and "floor of 10%" in plan_line(floor)
+    # the stages so far alone take longer than the budget: the floor still trains, and the
+    # estimate says the demo will run over
+    over = plan_budget(CPU, 600.0, 3.0, 60.0)
+    assert over["steps"] == 30 and over["estimated_minutes"] > CPU.budget_minutes
+
+
+def test_no_budget_runs_the_plan():
+    off = plan_budget(replace(CPU, budget_minutes=0.0), 600.0, 60.0, 60.0)
+    assert (off["steps"], off["fit_steps"]) == (CPU.steps, CPU.fit_steps)
+    assert off["skipped"] == [] and not off["floor"]
+    assert "as planned" in plan_line(off)
     with pytest.raises(ValueError):
-        replace(cfg, budget_minutes=-1.0)
+        replace(CPU, budget_minutes=-1.0)
+
+
+def test_summary_says_what_the_budget_did():
+    b = plan_budget(CPU, 300.0, 3.0, 60.0)
+    seconds = {"train": 150.0, "fit": 40.0, "total": 600.0}
+    words = _budget_words({**b, "took_minutes": 10.0}, seconds)
+    assert "training 300 -> 30 steps, fit 80 -> 8 at 3.00 s a step (the floor" in words
+    assert "cut: extract swapped" in words
+    assert "over the budget by 120 s: the stages other than training and fit took 410 s" in words
+    quiet = plan_budget(CPU, 60.0, 0.3, 10.0)
+    words = _budget_words({**quiet, "took_minutes": 7.5}, {"total": 450.0})
+    assert "over" not in words and "cut" not in words
 
 
 def test_measured_step_time_is_real(faceset_pair, tmp_path):
@@ -49,3 +103,23 @@ def test_measured_step_time_is_real(faceset_pair, tmp_path):
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(train_config(cfg, "cpu")))
     seconds = measure_step_seconds(faces, tmp_path / "train.yaml", cfg.model, probe=2)
     assert 0 < seconds < 30
+
+
+def test_budget_option(tmp_path, capsys, monkeypatch):
+    from faceswap.cli import main
+    from faceswap.demo import run
+    from faceswap.errors import BadInput
+
+    assert main(["demo", "-o", str(tmp_path / "d"), "--budget", "soon"]) == 2
+    err = capsys.readouterr().err
+    assert "--budget: 'soon' is not a duration" in err and err.count("\n") == 1
+    assert not (tmp_path / "d").exists()
+    seen = []
+
+    def record(out, profile, overwrite, budget_minutes):
+        seen.append(budget_minutes)
+        raise BadInput("recorded")
+
+    monkeypatch.setattr(run, "run_demo", record)
+    assert main(["demo", "-o", str(tmp_path / "d"), "--budget", "15m"]) == 2
+    assert seen == [15.0]
