@@ -19,7 +19,9 @@ Figures per mark (one table each, JSON with --json):
   expr       mean correlation over frames of three pose-normalised expression measures (outer-lip
              opening, mouth width, eye opening); both read against the original clip blurred
              to a soft face's detail (printed once per pair: the ceiling landmark noise allows)
-  detail     band-pass energy of the inner face at 64 px between the eyes, over B's real faces
+  detail     band-pass energy of the inner face at 64 px between the eyes, over B's real faces;
+             its ceiling (printed once per pair): what a perfect model of the run's resolution
+             keeps of A's own detail through convert's crop and cubic unwarp
   seam       colour step across the swapped region's edge over the original's step there (1 = none)
   flicker    frame-to-frame change of the face region over the original's
   found      share of output frames in which dlib's detector finds the face
@@ -176,6 +178,18 @@ def blurred_ceiling(clip: Path, fs, work: Path, judge) -> dict:
     return ref
 
 
+def detail_ceiling(clip: Path, fs, work: Path, resolution: int) -> float | None:
+    """clip_quality.resolution_ceiling of A's clip, cached in --work."""
+    from faceswap.evaluate.clip_quality import resolution_ceiling
+
+    cache = work / f"detail-ceiling-{clip.stem}-{resolution}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    value = resolution_ceiling(str(clip), fs, resolution)
+    cache.write_text(json.dumps(value))
+    return value
+
+
 def run_pair(name: str, args, judge) -> list[dict]:
     from faceswap import faceset as fsmod
     from faceswap.evaluate.clip_quality import judge_video, references
@@ -198,6 +212,12 @@ def run_pair(name: str, args, judge) -> list[dict]:
         t = time.process_time()
         marks = train_with_marks(fs_a, fs_b, run, cfg, args.marks)
         log.info("trained %s in %.0f CPU-s", name, time.process_time() - t)
+    res = cfg.model.resolution
+    ceiling["detail"] = detail_ceiling(clip_a, fs_a, work, res)
+    print(
+        f"{name}: a perfect {res} px face at A's scale keeps {fmt(ceiling['detail'])} of the "
+        "real face's detail (the detail figure's ceiling)"
+    )
     convert_cfg = json.loads(args.convert) if args.convert else {}
     rows = []
     for mark in args.marks:

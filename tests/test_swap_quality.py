@@ -198,7 +198,12 @@ def test_judging_an_unswapped_clip(astronaut_clip, extracted, capsys):
     person, no seam (nothing changed), flicker 1, no pose error, full detail of its own."""
     from faceswap import faceset as fsmod
     from faceswap.cli.evaluate import _print_swap_quality
-    from faceswap.evaluate.clip_quality import blurred_reference, judge_video, references
+    from faceswap.evaluate.clip_quality import (
+        blurred_reference,
+        judge_video,
+        references,
+        resolution_ceiling,
+    )
 
     fs = fsmod.load(extracted[0])
     refs = references(fs, fs)
@@ -214,6 +219,9 @@ def test_judging_an_unswapped_clip(astronaut_clip, extracted, capsys):
     _print_swap_quality(q)  # what `faceswap evaluate --swap-video` prints
     out = capsys.readouterr().out
     assert "verified as B 0%" in out and "constant tilt" in out and "expression corr" in out
+    # a perfect model keeps more of the face's detail the higher its resolution
+    low, high = (resolution_ceiling(str(astronaut_clip[0]), fs, r, frames=6) for r in (32, 64))
+    assert 0.0 < low < high < 1.2
     soft = blurred_reference(str(astronaut_clip[0]), fs, frames=6)
     assert set(soft) == {"mouth_corr", "expression_corr"}
     assert all(v is None or -1.0 <= v <= 1.0 for v in soft.values())

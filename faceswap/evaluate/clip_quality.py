@@ -116,6 +116,34 @@ def blurred_reference(
             "expression_corr": sq.expression_correlation(np.array(expr_o), np.array(expr_b))}  # fmt: skip
 
 
+def resolution_ceiling(
+    video: str, fs: FaceSet, resolution: int, frames: int = REF_FACES
+) -> float | None:
+    """The detail figure a *perfect* model of this resolution could reach in `video`'s frames:
+    each real face cut to the model's input as convert cuts it (crop_face) and put back as
+    convert puts a swapped face back (cubic unwarp), over the real face's own detail; the
+    median over up to `frames` faces. It depends on the face's size in the frame (a small
+    face loses less) and on the unwarp's interpolation (linear keeps ~2/3 of what cubic
+    keeps), so it is measured on the clip the swaps are judged on, by convert's own path."""
+    from faceswap.convert.warp import crop_face, face_matrices
+
+    picks = {f.frame: f for f in fs.faces[:: max(1, len(fs.faces) // frames)]}
+    ratios = []
+    for i, frame in enumerate(_frames(video)):
+        face = picks.get(i)
+        if face is None:
+            continue
+        lm = face.landmarks_array()
+        m_crop, m_model = face_matrices(lm, fs.size, resolution, fs.centering)
+        crop = crop_face(frame, m_crop, fs.size, resolution)
+        back = cv2.warpAffine(crop, m_model, (frame.shape[1], frame.shape[0]),
+                              flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)  # fmt: skip
+        real = sq.detail_energy(frame, lm)
+        if real > 0:
+            ratios.append(sq.detail_energy(back, lm) / real)
+    return float(np.median(ratios)) if ratios else None
+
+
 def _frames(path: str) -> Any:
     cap = cv2.VideoCapture(str(path))
     try:
