@@ -386,7 +386,7 @@ def test_warps_end_at_warp_until():
     assert cfg.at(0.0) is cfg and cfg.at(0.74) is cfg
     late = cfg.at(0.75)
     assert not late.has_warp and late.rotation == cfg.rotation and late.color == cfg.color
-    assert AugmentConfig().at(1.0).has_warp  # 1 = always on
+    assert AugmentConfig(warp_until=1.0).at(1.0).has_warp  # 1 = always on
     with pytest.raises(ValueError, match="warp_until"):
         AugmentConfig(warp_until=1.5)
 
