@@ -266,3 +266,58 @@ def test_config_layers_live_defaults_yaml_and_flags(tmp_path):
     # live's own extract defaults stay unless the YAML or a flag says otherwise
     assert (cfg.extract.detector, cfg.extract.min_size) == ("dlib-hog", 50)
     assert (cfg.extract.max_faces, cfg.extract.redetect_every) == (1, 15)
+
+
+# ---- window and virtual camera (no display or camera device here: faked at their APIs) --------
+
+
+def test_window_output_shows_labelled_frames_and_q_closes_it(tiny_run, astronaut_clip,
+                                                             monkeypatch):  # fmt: skip
+    shown, keys = [], iter([-1, -1, -1, ord("q")])
+    monkeypatch.setenv("DISPLAY", ":0")
+    for name, fake in {"namedWindow": lambda *a: None, "destroyWindow": lambda *a: None,
+                       "destroyAllWindows": lambda: None,
+                       "imshow": lambda title, frame: shown.append(frame.copy()),
+                       "waitKey": lambda ms: next(keys, -1),
+                       "getWindowProperty": lambda *a: 1.0}.items():  # fmt: skip
+        monkeypatch.setattr(cv2, name, fake)
+    s = run_live(str(astronaut_clip[0]), tiny_run, "window", _cfg(), realtime=False)
+    assert s.output_kind == "window" and s.ended == "closed by the user"
+    assert len(shown) == 4 and s.frames_processed == 4  # q on the fourth frame
+    frame = shown[-1].astype(int)
+    mark = Watermark(frame.shape[1], frame.shape[0])  # the visible label is on the window too
+    box = frame[mark.y0 : mark.y0 + mark.alpha.shape[0], mark.x0 : mark.x0 + mark.alpha.shape[1]]
+    src = read_frames(astronaut_clip[0])[3].astype(int)
+    assert box.mean() < src[mark.y0 : mark.y0 + mark.alpha.shape[0],
+                            mark.x0 : mark.x0 + mark.alpha.shape[1]].mean() - 30  # fmt: skip
+
+
+def test_virtual_camera_gets_every_frame_at_the_source_size(tiny_run, astronaut_clip,
+                                                            monkeypatch):  # fmt: skip
+    import importlib.machinery
+    import sys
+    import types
+
+    sent, opened = [], {}
+
+    class Camera:
+        def __init__(self, width, height, fps, fmt=None):
+            opened.update(width=width, height=height, fps=fps, fmt=fmt, closed=False)
+            self.device = "/dev/video9"
+
+        def send(self, frame):
+            sent.append(frame.shape)
+
+        def close(self):
+            opened["closed"] = True
+
+    fake = types.ModuleType("pyvirtualcam")
+    fake.Camera, fake.PixelFormat = Camera, types.SimpleNamespace(BGR="BGR")
+    fake.__spec__ = importlib.machinery.ModuleSpec("pyvirtualcam", None)  # find_spec sees it
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", fake)
+    s = run_live(str(astronaut_clip[0]), tiny_run, "virtual-camera", _cfg(), realtime=False)
+    h, w = read_frames(astronaut_clip[0])[0].shape[:2]
+    assert s.output_kind == "virtual-camera" and s.ended == "end of source"
+    assert len(sent) == s.frames_processed == 24 and set(sent) == {(h, w, 3)}
+    assert (opened["width"], opened["height"], opened["fmt"], opened["closed"]) == (w, h, "BGR",
+                                                                                   True)  # fmt: skip
