@@ -111,6 +111,8 @@ PROFILES: dict[str, DemoConfig] = {
     ),
 }
 
+DEMO_FOREHEAD = 0.3  # convert --forehead for the demo's pair (see run_demo)
+
 # The `quick` profile's model: the smallest that still has every part.
 QUICK_MODEL = {"arch": "sae", "resolution": 64, "encoder_dims": 8, "decoder_dims": 8,
                "bottleneck": 32}  # fmt: skip
@@ -387,8 +389,10 @@ def run_demo(out: Path, profile: str = "auto", overwrite: bool = False,
                    str(faces / "target"), "-o", str(runs / "ab-target"), "--config",
                    str(out / "fit.yaml"), "--steps", str(cfg.fit_steps)], seconds, say)  # fmt: skip
     video = swapped / "target.mp4"
+    # B's fringe sits low on the forehead: the default hull's reach (0.5) pastes it over A's
+    # forehead as a dark band; 0.3 keeps it out (docs/quality.md, `--forehead`)
     convert = [str(clips / "target.mp4"), "-m", str(runs / "ab-target"), "--alignments",
-               str(faces / "target")]  # fmt: skip
+               str(faces / "target"), "--forehead", str(DEMO_FOREHEAD)]  # fmt: skip
     _stage("convert", ["convert", *convert, "-o", str(video)], seconds, say)
     _stage("preview", ["convert", *convert, "-o", str(swapped / "target.preview.png"),
                        "--preview", "4"], seconds, say)  # fmt: skip
