@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from faceswap.convert.blend import blend, feather_blend, sharpen
-from faceswap.convert.color import match_color
+from faceswap.convert.color import edge_match, match_color
 
 
 def _image(mean, std, seed, size=64) -> np.ndarray:
@@ -51,6 +51,31 @@ def test_hist_matches_the_distribution():
     # monotone: the order of pixel values is kept
     a, b = face[MASK][:, 0], out[MASK][:, 0]
     assert np.all(np.diff(b[np.argsort(a, kind="stable")]) >= -1e-4)
+
+
+def test_edge_match_removes_the_step_at_the_edge_and_keeps_the_middle():
+    # the original: skin of 150 inside the mask, dark hair (40) outside it; the face: its own
+    # texture, globally matched, but a dark fringe (70) along the top of the mask
+    rng = np.random.default_rng(3)
+    ref = np.full((64, 64, 3), 150.0, np.float32)
+    ref[~MASK] = 40.0
+    texture = rng.normal(0.0, 6.0, (64, 64, 3)).astype(np.float32)
+    face = 150.0 + texture
+    face[8:12, 12:52] = 70.0 + texture[8:12, 12:52]
+    out = edge_match(face, ref, MASK, band=0.15)
+    # at the edge the fringe is pulled most of the way to the original's skin
+    assert np.abs(out[8:10, 20:44].mean() - 150.0) < 0.35 * np.abs(face[8:10, 20:44].mean() - 150)
+    # the middle of the face (beyond the band) is untouched, texture and all
+    np.testing.assert_array_equal(out[24:40, 26:38], face[24:40, 26:38])
+    # the dark hair outside the mask did not bleed in: the sides of the face stay at skin level
+    assert abs(out[30:34, 12:14].mean() - face[30:34, 12:14].mean()) < 2.0
+    # fine texture in the band is kept (the correction is low-frequency)
+    band = out[14:20, 20:44] - cv2.GaussianBlur(out, (0, 0), 2.0)[14:20, 20:44]
+    assert (
+        band.std()
+        > 0.6 * (texture[14:20, 20:44] - cv2.GaussianBlur(texture, (0, 0), 2.0)[14:20, 20:44]).std()
+    )
+    assert edge_match(face, ref, MASK, band=0.0) is face
 
 
 def test_none_leaves_the_face_alone():

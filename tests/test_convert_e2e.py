@@ -253,7 +253,7 @@ def test_default_config_file_is_the_defaults_and_bad_values_are_refused():
     for bad, match in (({"colour": "rct"}, "unknown key 'colour'"), ({"color": "x"}, "color"),
                        ({"feather": 0.9}, "feather"), ({"extract": {"detector": "x"}}, "detector"),
                        ({"crf": 60}, "crf"), ({"preset": "quick"}, "preset"),
-                       ({"forehead": 1.5}, "forehead")):  # fmt: skip
+                       ({"forehead": 1.5}, "forehead"), ({"edge_color": -0.1}, "edge_color")):  # fmt: skip
         with pytest.raises(BadInput, match=match):
             from_dict(ConvertConfig, bad, "test")
 

@@ -38,7 +38,8 @@ Every output is labelled as synthetic (container tags + OUT.provenance.json; see
 # flag -> ConvertConfig field (top level) or ExtractConfig field (section extract)
 _TOP = ("direction", "batch_size", "device", "precision", "smooth", "mask", "mask_model", "hull",
         "forehead",
-        "erode", "feather", "color", "blend", "sharpen", "select", "identity_threshold", "crf",
+        "erode", "feather", "color", "edge_color", "blend", "sharpen", "select",
+        "identity_threshold", "crf",
         "preset", "workers", "threads")  # fmt: skip
 _EXTRACT = (*DETECTION_FLAGS, "detect_workers")
 
@@ -64,11 +65,14 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--forehead",
         type=float,
-        help="extended hull: reach above the brows, brow-to-nose-tip distances (0.5)",
+        help="extended hull: reach above the brows, brow-to-nose-tip distances (0.4)",
     )
     p.add_argument("--erode", type=float, help="mask edge in (+) or out (-), fraction of the face")
     p.add_argument("--feather", type=float, help="soft edge width, fraction of the face (0.05)")
     p.add_argument("--color", help="avg, rct (default), hist or none")
+    p.add_argument("--edge-color", type=float,
+                   help="band inside the mask edge where the face's colour fades into the "
+                        "original's, fraction of the face (0 = off)")  # fmt: skip
     p.add_argument("--blend", help="feather (default) or seamless")
     p.add_argument("--sharpen", type=float, help="unsharp amount on the swapped face (0 = off)")
     p.add_argument("--smooth", type=float,

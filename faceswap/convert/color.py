@@ -9,6 +9,10 @@ corrected face (whole crop) as float32, unclipped.
         in CIE Lab, where the channels are nearly decorrelated.
 - hist: histogram matching per BGR channel: map the face's masked CDF onto the original's.
 - none: the face as the model made it.
+
+After the global match, `edge_match` fades the face's low-frequency colour into the original's
+over a band inside the mask edge (see its docstring): a global match leaves local steps where
+B's shading or hairline meets A's skin.
 """
 
 from __future__ import annotations
@@ -65,3 +69,31 @@ def match_color(mode: str, face: np.ndarray, ref: np.ndarray, mask: np.ndarray) 
     if mode == "none":
         return face
     raise ValueError(f"color must be one of {', '.join(COLOR_MODES)}, not {mode!r}")
+
+
+def edge_match(face: np.ndarray, ref: np.ndarray, mask: np.ndarray, band: float) -> np.ndarray:
+    """Pull the face's low frequencies to the original's near the mask edge.
+
+    `band` is the width of the zone inside the edge, a fraction of the crop side (0 = off).
+    The correction is the blur of (original - face) over the masked pixels only (a normalised
+    convolution, so hair or background outside the mask does not bleed in), at a scale of a
+    quarter of the band. It weighs 1 at the mask edge (and beyond it, in the feather) and fades
+    to 0 at `band` inside, so the middle of the face keeps B's colours and shading, and the fine
+    texture everywhere stays the model's. Like a Poisson blend at the edge, without carrying A's
+    shading across the whole face.
+    """
+    if band <= 0 or not mask.any():
+        return face
+    side = mask.shape[0]
+    width = band * side
+    w = mask.astype(np.float32)
+    sigma = max(0.5, 0.25 * width)
+    diff = cv2.GaussianBlur((ref - face) * w[..., None], (0, 0), sigma)
+    norm = cv2.GaussianBlur(w, (0, 0), sigma)
+    low = diff / np.maximum(norm, 1e-3)[..., None]
+    depth = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+    t = np.clip(1.0 - depth / width, 0.0, 1.0)
+    weight = t * t * (3.0 - 2.0 * t)  # smoothstep: no kink where the band ends
+    # weight 1 outside the mask too: the outer half of the feather shows the face as well, and
+    # an uncorrected ring there would be a thin line of B's colour around the face
+    return face + weight[..., None] * low

@@ -29,11 +29,13 @@ class ConvertConfig:
                        "(the mask_model's segmentation)")  # fmt: skip
     mask_model: str = option("", "mask model folder (faceswap mask train) for the seg masks")
     hull: str = option("extended", "landmark mask: hull, extended (with forehead) or components")
-    forehead: float = option(0.5, "extended hull: its reach above the brows, in brow-to-nose-tip "
+    forehead: float = option(0.4, "extended hull: its reach above the brows, in brow-to-nose-tip "
                              "distances (lower keeps B's hairline out)")  # fmt: skip
     erode: float = option(0.02, "move the mask edge in (+) or out (-), fraction of crop side")
     feather: float = option(0.05, "width of the soft mask edge, fraction of the crop side")
     color: str = option("rct", "colour match to the original face: avg, rct, hist or none")
+    edge_color: float = option(0.0, "band inside the mask edge, fraction of the crop side, "
+                               "where the face's colour fades into the original's (0 = off)")  # fmt: skip
     blend: str = option("feather", "feather (alpha blend) or seamless (Poisson)")
     sharpen: float = option(0.0, "unsharp-mask amount on the swapped face (0 = off)")
     select: str = option("all", "swap all faces, or only those of the model's identity")
@@ -67,6 +69,7 @@ class ConvertConfig:
         check(-0.2 <= self.erode <= 0.2, "erode must be between -0.2 and 0.2")
         check(0.0 <= self.feather <= 0.3, "feather must be between 0 and 0.3")
         check(self.color in COLOR_MODES, f"color must be one of {', '.join(COLOR_MODES)}")
+        check(0.0 <= self.edge_color <= 0.3, "edge_color must be between 0 and 0.3")
         check(self.blend in BLEND_MODES, f"blend must be one of {', '.join(BLEND_MODES)}")
         check(0.0 <= self.sharpen <= 5.0, "sharpen must be between 0 and 5")
         check(self.select in SELECTS, f"select must be all or identity, not {self.select!r}")

@@ -35,7 +35,7 @@ import torch
 from faceswap.config import to_dict
 from faceswap.convert import provenance
 from faceswap.convert.blend import blend, sharpen
-from faceswap.convert.color import match_color
+from faceswap.convert.color import edge_match, match_color
 from faceswap.convert.config import ConvertConfig
 from faceswap.convert.faces import AlignmentsLookup, Detector, RawFace, Stopped
 from faceswap.convert.masks import Segmenter, raw_mask, shape_mask, work_size
@@ -116,7 +116,9 @@ def composite(frame: np.ndarray, faces: list[FaceJob], cfg: ConvertConfig, resol
         )  # (W, W) fmt: skip
         # colour statistics over the pixels that will show: the mask at model resolution
         inside = cv2.resize(alpha, (resolution, resolution), interpolation=cv2.INTER_AREA) > 0.5
-        face = match_color(cfg.color, f.swapped, f.crop.astype(np.float32), inside)
+        ref = f.crop.astype(np.float32)
+        face = match_color(cfg.color, f.swapped, ref, inside)
+        face = edge_match(face, ref, inside, cfg.edge_color)
         face = np.clip(sharpen(face, cfg.sharpen) + 0.5, 0, 255).astype(np.uint8)  # (R, R, 3)
         m_work = compose(resize_matrix(resolution, size), f.m_model)
         # only the frame pixels under the mask: about half of the crop's square

@@ -389,8 +389,8 @@ def run_demo(out: Path, profile: str = "auto", overwrite: bool = False,
                    str(faces / "target"), "-o", str(runs / "ab-target"), "--config",
                    str(out / "fit.yaml"), "--steps", str(cfg.fit_steps)], seconds, say)  # fmt: skip
     video = swapped / "target.mp4"
-    # B's fringe sits low on the forehead: the default hull's reach (0.5) pastes it over A's
-    # forehead as a dark band; 0.3 keeps it out (docs/quality.md, `--forehead`)
+    # B's fringe sits low on the forehead: a hull reaching 0.5 up (the old default; 0.4 now)
+    # pasted it over A's forehead as a dark band; 0.3 keeps it out (docs/quality.md)
     convert = [str(clips / "target.mp4"), "-m", str(runs / "ab-target"), "--alignments",
                str(faces / "target"), "--forehead", str(DEMO_FOREHEAD)]  # fmt: skip
     _stage("convert", ["convert", *convert, "-o", str(video)], seconds, say)
