@@ -9,6 +9,8 @@ For each pair of real clips (A's face is replaced by B's):
     at each mark: convert A's whole clip to B (faces from A's face set, sharpening off)
         and judge the converted clip frame by frame with dlib (faceswap.evaluate.swap_quality)
 
+`--pairs demo` adds the demo's own pair (two identities `faceswap demo` renders from photos).
+
 Figures per mark (one table each, JSON with --json):
   verified   share of swapped frames dlib verifies as B and not A (within 0.6 of B's centroid,
              beyond 0.6 of A's; centroids from the real clips); spread: the share within B's
@@ -54,7 +56,11 @@ CLIPS = REPO.parent / "shared" / "data" / "clips"
 PAIRS = {
     "d9-face2": ("liveportrait_d9.mp4", "retalking_face2_man.mp4"),
     "d9-d6": ("liveportrait_d9.mp4", "liveportrait_d6.mp4"),
+    # the demo's own pair (faceswap demo renders it from two photos): not in the default list,
+    # which is the real clips; --pairs demo renders it into --work once
+    "demo": ("a.mp4", "b.mp4"),
 }
+REAL_PAIRS = ("d9-face2", "d9-d6")
 log = logging.getLogger("bench_quality")
 
 
@@ -70,6 +76,18 @@ def extract(clip: Path, work: Path) -> Path:
     log.info("extracting %s", clip.name)
     subprocess.run([sys.executable, "-m", "faceswap", "extract", str(clip), "-o", str(out)],
                    check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    return out
+
+
+def demo_clips(work: Path) -> Path:
+    """The demo's two identity clips (`faceswap demo`'s defaults), rendered once into `work`."""
+    from faceswap.demo.run import DemoConfig, render_clips
+
+    out = work / "demo-clips"
+    if not (out / "b.mp4").is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        log.info("rendering the demo's clips into %s", out)
+        render_clips(DemoConfig(), out)
     return out
 
 
@@ -194,8 +212,9 @@ def run_pair(name: str, args, judge) -> list[dict]:
     from faceswap import faceset as fsmod
     from faceswap.evaluate.clip_quality import judge_video, references
 
-    clip_a, clip_b = (CLIPS / c for c in PAIRS[name])
     work = Path(args.work)
+    folder = demo_clips(work) if name == "demo" else CLIPS
+    clip_a, clip_b = (folder / c for c in PAIRS[name])
     fa, fb = extract(clip_a, work), extract(clip_b, work)
     fs_a, fs_b = fsmod.load(fa), fsmod.load(fb)
     refs = references(fs_a, fs_b, str(clip_b))
@@ -259,7 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("Examples:")[1])  # fmt: skip
-    ap.add_argument("--pairs", default=",".join(PAIRS), help=f"comma list of {', '.join(PAIRS)}")
+    ap.add_argument("--pairs", default=",".join(REAL_PAIRS),
+                    help=f"comma list of {', '.join(PAIRS)} (default: the real ones)")  # fmt: skip
     ap.add_argument(
         "--marks",
         default="300,600,1200",
