@@ -10,7 +10,7 @@ import pytest
 
 from faceswap.config import ExtractConfig
 from faceswap.extract.finder import Backends
-from faceswap.extract.workers import WorkerError, WorkerPool, prefetch
+from faceswap.extract.workers import SharedFrames, WorkerError, WorkerPool, prefetch
 
 
 def test_worker_that_cannot_start_fails_the_run_fast():
@@ -97,3 +97,23 @@ def test_cli_extract_forks_preloaded_workers_and_never_imports_torch(astronaut_c
     assert proc.returncode == 0, proc.stderr[-2000:]
     fs = fsmod.load(out)
     assert sorted(f.frame for f in fs.faces) == list(range(len(astronaut_clip[1])))
+
+
+def test_shared_frames_round_trip_and_fall_back_when_full_or_too_big():
+    import numpy as np
+
+    shared = SharedFrames(slots=2, slot_bytes=3 * 40 * 30 * 3)
+    rng = np.random.default_rng(0)
+    chunk = [(i, i / 25, rng.integers(0, 255, (30, 40, 3), np.uint8)) for i in range(3)]
+    task = shared.put(chunk)
+    assert task is not None
+    got = shared.view(task)
+    assert [(i, t) for i, t, _ in got] == [(i, t) for i, t, _ in chunk]
+    assert all(np.array_equal(a, b) for (_, _, a), (_, _, b) in zip(got, chunk, strict=True))
+    assert shared.put(chunk + chunk[:1]) is None  # four frames do not fit a slot: pickled
+    other = shared.put(chunk)
+    assert other is not None and shared.put(chunk) is None  # no slot free
+    shared.release(task)
+    assert shared.put(chunk) is not None
+    del got
+    shared.close()
