@@ -69,6 +69,11 @@ class ExtractConfig:
     identity_threshold: float = option(0.6, "max embedding distance to a --identity reference")
     track: bool = option(True, "detect near the previous frame's faces instead of the whole frame")
     redetect_every: int = option(8, "while tracking, search the whole frame every n frames")
+    confirm_every: int = option(
+        4,
+        "while tracking, confirm a face with the detector every n source frames (its "
+        "landmarks place it in between)",
+    )
     workers: int = option(0, "worker processes (0 = one per CPU core, in-process on CUDA)")
     chunk: int = option(
         32, "consecutive frames handed to a worker at once (tracks restart per chunk)"
@@ -109,6 +114,7 @@ class ExtractConfig:
         check(self.jitter_every >= 1, "jitter_every must be >= 1")
         check(0.0 < self.identity_threshold < 2.0, "identity_threshold must be in (0, 2)")
         check(self.redetect_every >= 1, "redetect_every must be >= 1")
+        check(self.confirm_every >= 1, "confirm_every must be >= 1")
         check(self.workers >= 0, "workers must be >= 0")
         check(1 <= self.chunk <= 1024, "chunk must be between 1 and 1024")
         check(self.save_every > 0, "save_every must be > 0")
