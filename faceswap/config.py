@@ -57,7 +57,11 @@ class ExtractConfig:
     end_frame: int | None = option(None, "frame after the last one to process (None = to the end)")
     size: int = option(256, "side of the aligned face crop in pixels")
     centering: str = option("face", "crop centering: face, head (wider, whole head) or legacy")
-    image_format: str = option("png", "aligned face image format: png or jpg")
+    image_format: str = option(
+        "auto",
+        "aligned face image format: auto (jpg for a new face set, the set's own when "
+        "adding to one), jpg or png",
+    )
     jpeg_quality: int = option(95, "JPEG quality when image_format is jpg")
     embed: bool = option(True, "compute the 128-D dlib identity embedding of faces")
     embed_every: int = option(
@@ -108,7 +112,9 @@ class ExtractConfig:
             "size must be a multiple of 16 between 64 and 1024",
         )
         check(self.centering in CENTERINGS, f"centering must be one of {', '.join(CENTERINGS)}")
-        check(self.image_format in IMAGE_FORMATS, "image_format must be png or jpg")
+        check(
+            self.image_format in ("auto", *IMAGE_FORMATS), "image_format must be auto, png or jpg"
+        )
         check(50 <= self.jpeg_quality <= 100, "jpeg_quality must be between 50 and 100")
         check(self.embed_every >= 1, "embed_every must be >= 1")
         check(self.jitter_every >= 1, "jitter_every must be >= 1")
