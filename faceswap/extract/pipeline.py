@@ -30,7 +30,7 @@ from faceswap.config import ExtractConfig, to_dict
 from faceswap.errors import BadInput, MissingBackend
 from faceswap.extract import weights
 from faceswap.extract.finder import Backends, FaceFinder, FoundFace, iou
-from faceswap.extract.workers import WorkerError, WorkerPool, prefetch
+from faceswap.extract.workers import Chunk, FrameSlots, WorkerError, WorkerPool, prefetch
 from faceswap.media import MediaSource, open_inputs, read_image
 
 log = logging.getLogger(__name__)
@@ -203,17 +203,41 @@ def open_output(out: Path, cfg: ExtractConfig, force: bool, sources: list[MediaS
     return fs
 
 
-def _chunks(src: MediaSource, source: fsmod.Source, cfg: ExtractConfig) -> Iterator[list]:
-    chunk: list = []
-    last = None
-    for idx, t, frame in src.iter_frames(cfg.start_frame, cfg.end_frame, cfg.every_nth,
-                                         skip=source.is_processed):  # fmt: skip
+def _chunks(src: MediaSource, source: fsmod.Source, cfg: ExtractConfig,
+            slots: FrameSlots | None = None) -> Iterator[Chunk]:  # fmt: skip
+    """The selected frames of a source in chunks of consecutive frames; with `slots`, each
+    chunk's frames are decoded into a slot of their own."""
+    chunk = Chunk()
+    last = -1
+    shape = (src.height, src.width, 3)
+    taken: int | None = None  # slot taken for the chunk that the frame being decoded starts
+
+    def starts_chunk(idx: int) -> bool:
         # a gap (resumed frames) breaks tracking continuity: start a new chunk
-        if chunk and (len(chunk) >= cfg.chunk or idx - last > cfg.every_nth):
-            yield chunk
-            chunk = []
+        return not chunk or len(chunk) >= cfg.chunk or idx - last > cfg.every_nth
+
+    def into(idx: int) -> np.ndarray | None:
+        nonlocal taken
+        assert slots is not None
+        if starts_chunk(idx):
+            slots.release(taken)  # its frame was never read (end of the video)
+            taken = slots.acquire()
+            return slots.buffer(taken, 0, shape)
+        return slots.buffer(chunk.slot, len(chunk), shape)
+
+    use_slots = slots is not None and src.kind == "video"
+    for idx, t, frame in src.iter_frames(cfg.start_frame, cfg.end_frame, cfg.every_nth,
+                                         skip=source.is_processed,
+                                         into=into if use_slots else None):  # fmt: skip
+        if starts_chunk(idx):
+            if chunk:
+                yield chunk
+            chunk = Chunk()
+            chunk.slot, taken = taken, None
         chunk.append((idx, t, frame))
         last = idx
+    if slots is not None:
+        slots.release(taken)
     if chunk:
         yield chunk
 
@@ -329,7 +353,9 @@ def extract(
     pool = None
     if n_workers > 1 and not identity:
         # started first: the workers load their models while the inputs are probed and hashed
-        pool = WorkerPool(n_workers, (cfg, backends, None, random_init), preload=True)
+        pool = WorkerPool(
+            n_workers, (cfg, backends, None, random_init), preload=True, frames_per_slot=cfg.chunk
+        )
     try:
         sources = open_inputs(inputs)
         if identity and not cfg.embed:
@@ -340,7 +366,12 @@ def extract(
             main_finder = FaceFinder(cfg, backends, None, random_init)
             refs = identity_references(identity, main_finder)
             if n_workers > 1:
-                pool = WorkerPool(n_workers, (cfg, backends, refs, random_init), preload=True)
+                pool = WorkerPool(
+                    n_workers,
+                    (cfg, backends, refs, random_init),
+                    preload=True,
+                    frames_per_slot=cfg.chunk,
+                )
         _check_output(out)
         with fsmod.writer_lock(out):
             return _extract_locked(sources, out, cfg, backends, refs, main_finder, force,
@@ -374,11 +405,21 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
     stage: dict[str, float] = defaultdict(float)
 
     if pool is not None:
+        slots = pool.shared
         run = lambda chunks: pool.imap(prefetch(chunks))  # noqa: E731
     else:
         finder = main_finder or FaceFinder(cfg, backends, refs, random_init)
         finder.refs = refs
-        run = lambda chunks: map(finder.process, prefetch(chunks))  # noqa: E731
+        # the chunk being processed, two decoded ahead, one being decoded, one spare
+        slots = FrameSlots(5, cfg.chunk)
+
+        def process_here(chunk: Chunk):
+            try:
+                return finder.process(chunk)
+            finally:
+                slots.release(chunk.slot)
+
+        run = lambda chunks: map(process_here, prefetch(chunks))  # noqa: E731
 
     for src in sources:
         fs.sources.setdefault(src.key, fsmod.Source(
@@ -405,7 +446,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
                     (f.track for f in fs.faces + fs.rejected if f.source == key), default=-1
                 )
             t_decode = time.perf_counter()
-            for result in run(_chunks(src, source, cfg)):
+            for result in run(_chunks(src, source, cfg, slots)):
                 stage["decode+transfer(main)"] += time.perf_counter() - t_decode
                 for k, v in result.seconds.items():
                     stage[k] += v
