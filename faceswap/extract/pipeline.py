@@ -354,7 +354,11 @@ def extract(
     if n_workers > 1 and not identity:
         # started first: the workers load their models while the inputs are probed and hashed
         pool = WorkerPool(
-            n_workers, (cfg, backends, None, random_init), preload=True, frames_per_slot=cfg.chunk
+            n_workers,
+            (cfg, backends, None, random_init),
+            preload=True,
+            frame_slots=_frame_slots(n_workers),
+            frames_per_slot=cfg.chunk,
         )
     try:
         sources = open_inputs(inputs)
@@ -370,6 +374,7 @@ def extract(
                     n_workers,
                     (cfg, backends, refs, random_init),
                     preload=True,
+                    frame_slots=_frame_slots(n_workers),
                     frames_per_slot=cfg.chunk,
                 )
         _check_output(out)
@@ -382,6 +387,18 @@ def extract(
     finally:
         if pool is not None:
             pool.close()
+
+
+def _in_flight(n_workers: int) -> int:
+    """Chunks given to the workers at once: one each and one waiting (frames reach them
+    through shared memory at no cost, so one waiting chunk keeps them busy)."""
+    return n_workers + 1
+
+
+def _frame_slots(n_workers: int) -> int:
+    """Slots to decode into: the chunks in flight, the one decoded ahead (prefetch depth 1),
+    the one being decoded. Memory stays flat at that many chunks of frames."""
+    return _in_flight(n_workers) + 2
 
 
 def worker_count(cfg: ExtractConfig, backends: Backends) -> int:
@@ -406,12 +423,12 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
 
     if pool is not None:
         slots = pool.shared
-        run = lambda chunks: pool.imap(prefetch(chunks))  # noqa: E731
+        run = lambda chunks: pool.imap(prefetch(chunks, depth=1), _in_flight(pool.n))  # noqa: E731
     else:
         finder = main_finder or FaceFinder(cfg, backends, refs, random_init)
         finder.refs = refs
-        # the chunk being processed, two decoded ahead, one being decoded, one spare
-        slots = FrameSlots(5, cfg.chunk)
+        # the chunk being processed, one decoded ahead, one being decoded
+        slots = FrameSlots(3, cfg.chunk)
 
         def process_here(chunk: Chunk):
             try:
@@ -419,7 +436,7 @@ def _extract_locked(sources, out, cfg, backends, refs, main_finder, force, progr
             finally:
                 slots.release(chunk.slot)
 
-        run = lambda chunks: map(process_here, prefetch(chunks))  # noqa: E731
+        run = lambda chunks: map(process_here, prefetch(chunks, depth=1))  # noqa: E731
 
     for src in sources:
         fs.sources.setdefault(src.key, fsmod.Source(

@@ -159,13 +159,20 @@ class WorkerPool:
     """`n` worker processes, each holding a FaceFinder(*init_args)."""
 
     def __init__(
-        self, n: int, init_args: tuple, preload: bool = False, frames_per_slot: int = 32
+        self,
+        n: int,
+        init_args: tuple,
+        preload: bool = False,
+        frame_slots: int = 0,
+        frames_per_slot: int = 32,
     ) -> None:
         """preload: load the models once here and fork the workers, which then share them
         (copy-on-write): ~1 s of CPU less per worker than spawning a fresh interpreter that
         imports everything and loads the models again. Only where forking is safe: on Linux,
         without torch loaded (its thread pools do not survive a fork), and when the caller
-        holds no pipes to other programs (a forked worker would keep them open)."""
+        holds no pipes to other programs (a forked worker would keep them open).
+        frame_slots: with forked workers, that many FrameSlots of `frames_per_slot` frames
+        (`shared`) for the caller to decode chunks into."""
         self.n = n
         self.ready = 0
         finder = None
@@ -175,8 +182,8 @@ class WorkerPool:
 
             finder = FaceFinder(*init_args)
             ctx = mp.get_context("fork")
-            # in flight, waiting in the decode queue, being decoded, and one spare
-            self.shared = FrameSlots(self.in_flight_limit() + 4, frames_per_slot)
+            if frame_slots:
+                self.shared = FrameSlots(frame_slots, frames_per_slot)
         else:
             ctx = mp.get_context("spawn")
         self.tasks = ctx.Queue()
@@ -192,9 +199,6 @@ class WorkerPool:
         ]
         for p in self.procs:
             p.start()
-
-    def in_flight_limit(self, in_flight: int | None = None) -> int:
-        return in_flight or 2 * self.n
 
     def _check_alive(self) -> None:
         for p in self.procs:
@@ -229,7 +233,7 @@ class WorkerPool:
         """ChunkResults of `chunks` in order; at most `in_flight` chunks (2 per worker) are
         queued or being worked on, so memory stays flat however long the input is. `poll` is
         called ten times a second while waiting; it may raise to stop."""
-        limit = self.in_flight_limit(in_flight)
+        limit = in_flight or 2 * self.n
         it = iter(chunks)
         done: dict[int, Any] = {}
         sent_as: dict[int, int] = {}  # seq -> the slot its frames were decoded into
