@@ -72,7 +72,7 @@ class ExtractConfig:
     )
     identity_threshold: float = option(0.6, "max embedding distance to a --identity reference")
     track: bool = option(True, "detect near the previous frame's faces instead of the whole frame")
-    redetect_every: int = option(8, "while tracking, search the whole frame every n frames")
+    redetect_every: int = option(16, "while tracking, search the whole frame every n frames")
     confirm_every: int = option(
         4,
         "while tracking, confirm a face with the detector every n source frames (its "
