@@ -390,9 +390,10 @@ def extract(
 
 
 def _in_flight(n_workers: int) -> int:
-    """Chunks given to the workers at once: one each and one waiting (frames reach them
-    through shared memory at no cost, so one waiting chunk keeps them busy)."""
-    return n_workers + 1
+    """Chunks given to the workers at once: one each. Frames reach them through shared memory
+    at no cost, so the next chunk is handed over as soon as a result is back; every chunk more
+    in flight is ~90 MB (720p) more memory to fault in."""
+    return n_workers
 
 
 def _frame_slots(n_workers: int) -> int:
