@@ -57,7 +57,11 @@ class ExtractConfig:
     end_frame: int | None = option(None, "frame after the last one to process (None = to the end)")
     size: int = option(256, "side of the aligned face crop in pixels")
     centering: str = option("face", "crop centering: face, head (wider, whole head) or legacy")
-    image_format: str = option("png", "aligned face image format: png or jpg")
+    image_format: str = option(
+        "auto",
+        "aligned face image format: auto (jpg for a new face set, the set's own when "
+        "adding to one), jpg or png",
+    )
     jpeg_quality: int = option(95, "JPEG quality when image_format is jpg")
     embed: bool = option(True, "compute the 128-D dlib identity embedding of faces")
     embed_every: int = option(
@@ -68,7 +72,12 @@ class ExtractConfig:
     )
     identity_threshold: float = option(0.6, "max embedding distance to a --identity reference")
     track: bool = option(True, "detect near the previous frame's faces instead of the whole frame")
-    redetect_every: int = option(8, "while tracking, search the whole frame every n frames")
+    redetect_every: int = option(16, "while tracking, search the whole frame every n frames")
+    confirm_every: int = option(
+        4,
+        "while tracking, confirm a face with the detector every n source frames (its "
+        "landmarks place it in between)",
+    )
     workers: int = option(0, "worker processes (0 = one per CPU core, in-process on CUDA)")
     chunk: int = option(
         32, "consecutive frames handed to a worker at once (tracks restart per chunk)"
@@ -103,12 +112,15 @@ class ExtractConfig:
             "size must be a multiple of 16 between 64 and 1024",
         )
         check(self.centering in CENTERINGS, f"centering must be one of {', '.join(CENTERINGS)}")
-        check(self.image_format in IMAGE_FORMATS, "image_format must be png or jpg")
+        check(
+            self.image_format in ("auto", *IMAGE_FORMATS), "image_format must be auto, png or jpg"
+        )
         check(50 <= self.jpeg_quality <= 100, "jpeg_quality must be between 50 and 100")
         check(self.embed_every >= 1, "embed_every must be >= 1")
         check(self.jitter_every >= 1, "jitter_every must be >= 1")
         check(0.0 < self.identity_threshold < 2.0, "identity_threshold must be in (0, 2)")
         check(self.redetect_every >= 1, "redetect_every must be >= 1")
+        check(self.confirm_every >= 1, "confirm_every must be >= 1")
         check(self.workers >= 0, "workers must be >= 0")
         check(1 <= self.chunk <= 1024, "chunk must be between 1 and 1024")
         check(self.save_every > 0, "save_every must be > 0")

@@ -127,9 +127,11 @@ class MediaSource:
         end: int | None = None,
         every_nth: int = 1,
         skip: Callable[[int], bool] | None = None,
+        into: Callable[[int], np.ndarray | None] | None = None,
     ) -> Iterator[tuple[int, float | None, np.ndarray]]:
         """Yield (frame index, seconds, BGR frame) for the selected frames; `skip(i)` True
-        frames are passed over without decoding the pixels."""
+        frames are passed over without decoding the pixels. `into(i)` may give a buffer to
+        decode frame i into (a frame of another size gets an array of its own)."""
         if self.kind == "image":
             if start == 0 and not (skip and skip(0)):
                 yield 0, None, read_image(self.path)
@@ -152,7 +154,8 @@ class MediaSource:
             while end is None or i < end:
                 wanted = (i - start) % every_nth == 0 and not (skip and skip(i))
                 if wanted:
-                    ok, frame = cap.read()
+                    buf = into(i) if into is not None else None
+                    ok, frame = cap.read() if buf is None else cap.read(buf)
                     if not ok:
                         break
                     yield i, i / fps, frame

@@ -211,3 +211,17 @@ def test_index_is_compact_json(extracted):
     data = json.loads((out / "faceset.json").read_text())
     assert data["format"] == "faceswap-faceset" and data["version"] == 2
     assert data["extract"]["size"] == 64
+
+
+def test_new_sets_store_jpeg_and_a_png_set_keeps_png_when_added_to(astronaut_clip, tmp_path):
+    path, _ = astronaut_clip
+    cfg = {"size": 64, "workers": 1, "embed": False}
+    extract([str(path)], tmp_path / "new", ExtractConfig(end_frame=2, **cfg))
+    assert fsmod.load(tmp_path / "new").image_format == "jpg"
+    extract([str(path)], tmp_path / "old", ExtractConfig(end_frame=2, image_format="png", **cfg))
+    extract([str(path)], tmp_path / "old", ExtractConfig(end_frame=4, **cfg))  # auto: resumes
+    fs = fsmod.load(tmp_path / "old")
+    assert fs.image_format == "png" and sorted(f.frame for f in fs.faces) == [0, 1, 2, 3]
+    assert all(f.file.endswith(".png") for f in fs.faces)
+    with pytest.raises(BadInput, match="stores png images, not jpg"):
+        extract([str(path)], tmp_path / "old", ExtractConfig(image_format="jpg", **cfg))

@@ -10,7 +10,7 @@ import pytest
 
 from faceswap.config import ExtractConfig
 from faceswap.extract.finder import Backends
-from faceswap.extract.workers import WorkerError, WorkerPool, prefetch
+from faceswap.extract.workers import Chunk, FrameSlots, WorkerError, WorkerPool, prefetch
 
 
 def test_worker_that_cannot_start_fails_the_run_fast():
@@ -97,3 +97,29 @@ def test_cli_extract_forks_preloaded_workers_and_never_imports_torch(astronaut_c
     assert proc.returncode == 0, proc.stderr[-2000:]
     fs = fsmod.load(out)
     assert sorted(f.frame for f in fs.faces) == list(range(len(astronaut_clip[1])))
+
+
+def test_frames_decoded_into_slots_travel_by_place_and_fall_back_when_they_do_not_fit():
+    import numpy as np
+
+    slots = FrameSlots(2, frames_per_slot=1)  # one full-HD frame per slot
+    rng = np.random.default_rng(0)
+    a, b = slots.acquire(), slots.acquire()
+    assert a is not None and b is not None and slots.acquire() is None  # all in use: never waits
+    chunk = Chunk()
+    chunk.slot = a
+    frame = rng.integers(0, 255, (1080, 1920, 3), np.uint8)
+    into = slots.buffer(a, 0, frame.shape)
+    into[...] = frame  # as the decoder writes it
+    chunk.append((7, 0.28, into))
+    task = slots.task(chunk)
+    assert task is not None
+    [(idx, t, got)] = slots.view(task)
+    assert (idx, t) == (7, 0.28) and np.array_equal(got, frame)
+    assert slots.buffer(a, 1, frame.shape) is None  # a second frame does not fit the slot
+    chunk.append((8, 0.32, frame))  # decoded into an array of its own: the chunk is pickled
+    assert slots.task(chunk) is None
+    slots.release(a)
+    assert slots.acquire() == a
+    del got, into
+    slots.close()

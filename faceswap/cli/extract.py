@@ -37,7 +37,10 @@ def _add_extract(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", help="video frames START-END, END not included (120-480, 120-)")
     p.add_argument("--size", type=int, help="aligned face size in pixels (default 256)")
     p.add_argument("--centering", help="face (default), head or legacy")
-    p.add_argument("--image-format", help="png (default) or jpg")
+    p.add_argument(
+        "--image-format",
+        help="jpg (default for a new face set; one being added to keeps its own) or png",
+    )
     p.add_argument("--no-embed", action="store_true", help="skip identity embeddings")
     p.add_argument("--embed-every", type=int, help="embed one face per track every n frames")
     p.add_argument("--identity", nargs="+", metavar="REF", help="keep only this person's faces")

@@ -4,11 +4,15 @@ This is the per-frame work of extraction, and it runs in worker processes: detec
 downscaled frame) -> 68 landmarks (on the full frame) -> similarity alignment -> crop ->
 pose, blur, consistency -> identity embedding (sampled per track) -> encoded crop.
 
-Tracking: after a full-frame detection, each face is looked for in the next frame only in a
-small region around its last box, scaled down to ~95 px (a few ms instead of ~25 ms for the
-whole frame). A face not found there ends its track and the frame is searched in full; the
-whole frame is also searched every `redetect_every` frames to pick up new faces. Every kept
-face is a detector hit, so a track never drifts onto background or onto a neighbour.
+Tracking: after a full-frame detection, a face's box in the next frame comes from its
+landmarks in this one (the detector's box, kept relative to the landmarks), and the detector
+confirms the face only every `confirm_every` frames, in a small region around its box scaled
+down to ~95 px (a few ms instead of ~15 ms for the whole frame). A face the detector does not
+confirm ends its track and the frame is searched in full; the faces of that track since its
+last confirmation are then each checked by the detector, and those it does not find are
+dropped. The whole frame is also searched every `redetect_every` frames to pick up new faces.
+So every kept face is a detector hit or lies between two hits of its track at most
+`confirm_every` frames apart: a track never drifts onto background or onto a neighbour.
 """
 
 from __future__ import annotations
@@ -74,6 +78,31 @@ class _Track:
     identity_distance: float | None = None
     jitter: float = 0.0
     jitter_frame: int = -(10**9)
+    landmarks: np.ndarray | None = None  # (68, 2) in the last frame
+    box_shape: np.ndarray | None = None  # the last detector box, relative to its landmarks
+    confirmed: int = 0  # frame index of the last detector hit
+    pending: list[tuple[int, FoundFace]] = field(default_factory=list)  # faces since that hit
+
+
+def _landmark_frame(lms: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre and size (RMS distance to the centre) of a landmark set."""
+    c = lms.mean(0)
+    return c, max(float(np.sqrt(((lms - c) ** 2).sum(1).mean())), 1e-6)
+
+
+def box_shape(box: np.ndarray, lms: np.ndarray) -> np.ndarray:
+    """A detector box as (centre x, centre y, width, height) in the landmarks' frame: how this
+    detector frames this face, to place the box where the face moved (`box_from_landmarks`)."""
+    c, s = _landmark_frame(lms)
+    centre = np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    return np.array([*((centre - c) / s), (box[2] - box[0]) / s, (box[3] - box[1]) / s])
+
+
+def box_from_landmarks(lms: np.ndarray, shape: np.ndarray) -> np.ndarray:
+    c, s = _landmark_frame(lms)
+    cx, cy = c + shape[:2] * s
+    w, h = shape[2] * s, shape[3] * s
+    return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
 
 
 @dataclass
@@ -116,6 +145,10 @@ class FaceFinder:
         self.aligner = make_aligner(backends.aligner, **kw)
         self.embedder = DlibEmbedder() if (cfg.embed or refs is not None) else None
         self.refs = refs
+        # dlib's HOG and landmarks read a pixel's channels symmetrically (the strongest
+        # channel's gradient, the channels' mean), so they take the BGR frame as it is: no
+        # conversion of the whole frame; the CNN backends learned RGB
+        self.takes_bgr = backends.detector == "dlib-hog" and backends.aligner == "dlib"
 
     # ---- stages ------------------------------------------------------------------------
     def detect(self, frame_rgb: np.ndarray) -> list[Detection]:
@@ -190,34 +223,47 @@ class FaceFinder:
         if not cfg.track and len(frames) > 1:
             # no tracking: every frame is searched, so search them all in one batch
             t0 = time.perf_counter()
-            predetected = self.detect_many([cv2.cvtColor(f[2], cv2.COLOR_BGR2RGB) for f in frames])
+            predetected = self.detect_many([self._image(f[2]) for f in frames])
             secs["detect"] += time.perf_counter() - t0
         for k, (fidx, ftime, bgr) in enumerate(frames):
             t0 = time.perf_counter()
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            fh, fw = rgb.shape[:2]
+            image = self._image(bgr)
+            fh, fw = image.shape[:2]
             secs["decode"] += time.perf_counter() - t0
             full_search = not (cfg.track and tracks) or k % cfg.redetect_every == 0
             # landmarks for tracked boxes; a lost track triggers a full search of this frame
-            found: list[tuple[np.ndarray, float, np.ndarray, float, _Track | None]] = []
+            # (box, score, landmarks, jitter, track, a detector hit?)
+            found: list[tuple[np.ndarray, float, np.ndarray, float, _Track | None, bool]] = []
             t0 = time.perf_counter()
             for trk in [] if full_search else tracks:
-                t1 = time.perf_counter()
-                det = self.detect_near(rgb, trk.box)
-                secs["detect"] += time.perf_counter() - t1
-                t0 += time.perf_counter() - t1  # counted as detect, not landmarks
-                if det is None:  # the face left, was covered, or the shot changed
-                    full_search = True
-                    break
-                if min(det.box[2] - det.box[0], det.box[3] - det.box[1]) < cfg.min_size:
+                lms = None
+                hit = fidx - trk.confirmed >= cfg.confirm_every or trk.box_shape is None
+                if not hit:
+                    assert trk.landmarks is not None and trk.box_shape is not None
+                    box, score = box_from_landmarks(trk.landmarks, trk.box_shape), trk.score
+                    lms, jit = self._landmarks(image, box, fidx, trk)
+                    # the face moved well away from where its last landmarks put the box: the
+                    # landmarks are unsure, ask the detector now
+                    hit = iou(box_from_landmarks(lms, trk.box_shape), box) < 0.7
+                if hit:
+                    t1 = time.perf_counter()
+                    det = self.detect_near(image, trk.box)
+                    secs["detect"] += time.perf_counter() - t1
+                    t0 += time.perf_counter() - t1  # counted as detect, not landmarks
+                    if det is None:  # the face left, was covered, or the shot changed
+                        full_search = True
+                        break
+                    box, score, lms = det.box, det.score, None
+                if min(box[2] - box[0], box[3] - box[1]) < cfg.min_size:
                     dropped["too small"] += 1
                     continue
-                lms, jit = self._landmarks(rgb, det.box, fidx, trk)
-                found.append((det.box, det.score, lms, jit, trk))
+                if lms is None:
+                    lms, jit = self._landmarks(image, box, fidx, trk)
+                found.append((box, score, lms, jit, trk, hit))
             secs["landmarks"] += time.perf_counter() - t0
             if full_search:
                 t0 = time.perf_counter()
-                dets = predetected[k] if predetected is not None else self.detect(rgb)
+                dets = predetected[k] if predetected is not None else self.detect(image)
                 secs["detect"] += time.perf_counter() - t0
                 kept = []
                 for d in dets:
@@ -236,18 +282,23 @@ class FaceFinder:
                     trk = max(tracks, key=lambda t: iou(t.box, d.box), default=None)
                     if trk is not None and iou(trk.box, d.box) < 0.3:
                         trk = None
-                    lms, jit = self._landmarks(rgb, d.box, fidx, trk)
-                    found.append((d.box, d.score, lms, jit, trk))
+                    lms, jit = self._landmarks(image, d.box, fidx, trk)
+                    found.append((d.box, d.score, lms, jit, trk, True))
                 secs["landmarks"] += time.perf_counter() - t0
             found.sort(key=lambda f: f[0][0])
             new_tracks: list[_Track] = []
-            for n, (box, score, lms, jit, trk) in enumerate(found):
+            for n, (box, score, lms, jit, trk, hit) in enumerate(found):
                 t0 = time.perf_counter()
                 if trk is None or trk in new_tracks:
                     trk = _Track(next_track, box, score)
                     next_track += 1
                 trk.box = box  # where to look in the next frame
                 trk.score = score
+                trk.landmarks = lms
+                if hit:
+                    trk.box_shape = box_shape(box, lms)
+                    trk.confirmed = fidx
+                    trk.pending = []  # a hit at both ends: the faces between are confirmed
                 new_tracks.append(trk)
                 m = alignment.crop_matrix(lms, cfg.size, cfg.centering)
                 # past the frame's edge: a neutral grey, not a mirror image (a reflected chin and
@@ -277,7 +328,7 @@ class FaceFinder:
                 if self.embedder is not None:
                     t0 = time.perf_counter()
                     if trk.embedding is None or fidx - trk.embedding_frame >= cfg.embed_every:
-                        trk.embedding = self.embedder.embed(rgb, lms)
+                        trk.embedding = self._embed(image, lms)
                         trk.embedding_frame = fidx
                         if self.refs is not None:
                             trk.identity_distance = float(distances(trk.embedding, self.refs)[0])
@@ -294,8 +345,45 @@ class FaceFinder:
                 face.image = encode(crop, cfg.image_format, cfg.jpeg_quality)
                 secs["encode"] += time.perf_counter() - t0
                 faces.append(face)
+                if not hit:
+                    trk.pending.append((k, face))
+            # a track that went on without a hit in this frame keeps its pending faces; one
+            # that ended has them checked one by one
+            for trk in tracks:
+                if trk not in new_tracks:
+                    self._check_pending(trk, frames, faces, secs, dropped)
             tracks = new_tracks
+        for trk in tracks:  # the chunk's end: confirm the last face, else check each
+            if trk.pending:
+                k, face = trk.pending[-1]
+                t0 = time.perf_counter()
+                hit = self.detect_near(self._image(frames[k][2]), face.box) is not None
+                secs["detect"] += time.perf_counter() - t0
+                if not hit:
+                    self._check_pending(trk, frames, faces, secs, dropped)
         return ChunkResult([f[0] for f in frames], faces, dict(dropped), dict(secs))
+
+    def _image(self, bgr: np.ndarray) -> np.ndarray:
+        """The frame as the backends take it."""
+        return bgr if self.takes_bgr else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def _embed(self, image: np.ndarray, lms: np.ndarray) -> np.ndarray:
+        assert self.embedder is not None
+        if self.takes_bgr:
+            return self.embedder.embed_bgr(image, lms)
+        return self.embedder.embed(image, lms)
+
+    def _check_pending(self, trk: _Track, frames: list, faces: list[FoundFace],
+                       secs: dict[str, float], dropped: dict[str, int]) -> None:  # fmt: skip
+        """A track ended without a detector hit after its last confirmed face: keep each face
+        since then only if the detector finds it in its own frame."""
+        t0 = time.perf_counter()
+        for k, face in trk.pending:
+            if self.detect_near(self._image(frames[k][2]), face.box) is None:
+                faces.remove(face)
+                dropped["not confirmed"] += 1
+        trk.pending = []
+        secs["detect"] += time.perf_counter() - t0
 
 
 def encode(img_bgr: np.ndarray, fmt: str, jpeg_quality: int = 95) -> bytes:

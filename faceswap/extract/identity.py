@@ -7,6 +7,7 @@ face track and shares it (see pipeline.py).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from faceswap.extract import weights
@@ -28,6 +29,17 @@ class DlibEmbedder:
         x1, y1 = np.ceil(landmarks.max(0)).astype(int)
         shape = dlib.full_object_detection(dlib.rectangle(x0, y0, x1, y1), pts)
         return np.asarray(self._net.compute_face_descriptor(frame_rgb, shape), dtype=np.float32)
+
+    def embed_bgr(self, frame_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """`embed` of a BGR frame, converting only the face's region to RGB. dlib's face chip
+        spans the landmarks plus 25% padding, so a region of three times their extent holds
+        every pixel it samples (or meets the frame's edge where the frame does)."""
+        lo, hi = landmarks.min(0), landmarks.max(0)
+        h, w = frame_bgr.shape[:2]
+        x0, y0 = np.floor(np.maximum(lo - (hi - lo), 0)).astype(int)
+        x1, y1 = np.ceil(np.minimum(hi + (hi - lo) + 1, (w, h))).astype(int)
+        region = cv2.cvtColor(frame_bgr[y0:y1, x0:x1], cv2.COLOR_BGR2RGB)
+        return self.embed(region, landmarks - (x0, y0))
 
 
 def distances(embeddings: np.ndarray, refs: np.ndarray) -> np.ndarray:
