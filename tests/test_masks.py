@@ -13,7 +13,7 @@ import torch
 
 from faceswap import faceset as fsmod
 from faceswap.cli import main
-from faceswap.convert.masks import raw_mask
+from faceswap.convert.masks import blend_mask, raw_mask, shape_mask
 from faceswap.data.dataset import FaceDataset
 from faceswap.data.stored_masks import load_mask, mask_path, write_mask
 from faceswap.errors import BadInput
@@ -151,6 +151,38 @@ def test_raw_mask_seg_modes():
     assert np.allclose(raw_mask("seg+hull", None, lm, 64, "hull", seg=seg), s * h)
     with pytest.raises(ValueError, match="needs the segmentation mask"):
         raw_mask("seg", None, lm, 64)
+
+
+def test_blend_mask_keeps_the_feather_off_a_cut_out_occluder():
+    """convert's feather lies on the face's side of what seg cuts out (the occluder keeps its
+    pixels up to its outline); the face's outline keeps its centred feather."""
+    lm = np.array([[32 + 20 * np.cos(a), 32 + 24 * np.sin(a)] for a in np.linspace(0, 6.2, 68)])
+    hull = raw_mask("hull", None, lm, 64, "hull") >= 0.5  # (256, 256)
+    seg = np.ones((256, 256), np.float32)
+    seg[150:256, 100:150] = 0.0  # a microphone from below, through the chin into the mouth
+    inside = hull & (seg < 0.5)
+    for mode in ("seg", "seg+hull"):
+        alpha = blend_mask(mode, None, lm, 64, 0.0, 0.05, "hull", seg)
+        centred = shape_mask(raw_mask(mode, None, lm, 64, "hull", seg), 0.0, 0.05)
+        assert centred[inside].max() > 0.4  # the centred feather reaches into the occluder
+        assert alpha[inside].max() == 0.0
+        # the ramp is on the face's side: a feather's width (13 px) from the occluder the
+        # face is fully swapped, nearer it less than with the centred feather
+        assert alpha[170, 100 - 15] == 1.0 == centred[170, 100 - 15]
+        assert 0.0 < alpha[170, 100 - 5] < centred[170, 100 - 5]
+        assert alpha[128, 128] == 1.0 == centred[128, 128]
+        # the face's outline away from the occluder is as before
+        assert np.array_equal(alpha[:, :60], centred[:, :60])
+    # a seg a few pixels inside the hull all round is a disagreement on the outline, not a
+    # cut-out: its edge keeps the centred feather
+    shrunk = cv2.erode(hull.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(np.float32)
+    alpha = blend_mask("seg+hull", None, lm, 64, 0.0, 0.05, "hull", shrunk)
+    assert np.array_equal(
+        alpha, shape_mask(raw_mask("seg+hull", None, lm, 64, "hull", shrunk), 0.0, 0.05)
+    )
+    # the other modes are raw_mask shaped, unchanged
+    assert np.array_equal(blend_mask("hull", None, lm, 64, 0.02, 0.05, "hull"),
+                          shape_mask(raw_mask("hull", None, lm, 64, "hull"), 0.02, 0.05))  # fmt: skip
 
 
 # ---- train -> apply -> training data, labels via the CLI ----------------------------------

@@ -10,6 +10,11 @@ The edge is shaped with a signed distance field (inside positive, in pixels), wh
 erosion continuous (0.3 px is 0.3 px, not zero or one pixel) and gives the feather the same
 width all around the face. The crop border counts as a mask edge, so the mask always fades out
 before the square of the crop ends: no seam where the crop stops.
+
+The feather is centred on the edge, except where a segmentation model cuts something out of
+the face (a hand, a microphone): there the ramp lies wholly on the face's side, so the
+occluder keeps its own pixels up to its outline instead of losing a half-feather band of them
+to the swapped face.
 """
 
 from __future__ import annotations
@@ -81,6 +86,52 @@ def raw_mask(
         h = landmark_mask(lm, size, hull, forehead)
         out = h if out is None else out * h
     return out
+
+
+def blend_mask(
+    mode: str,
+    learned: np.ndarray | None,
+    landmarks: np.ndarray,
+    resolution: int,
+    erode: float,
+    feather: float,
+    hull: str = "extended",
+    seg: np.ndarray | None = None,
+    forehead: float = FOREHEAD,
+) -> np.ndarray:
+    """(W, W) float32 alpha of a swapped face: `raw_mask` shaped by `shape_mask`, and in the
+    seg modes kept off what the segmentation cuts out of the face (`keep_out`)."""
+    raw = raw_mask(mode, learned, landmarks, resolution, hull, seg, forehead)
+    alpha = shape_mask(raw, erode, feather)
+    if not mode.startswith("seg"):
+        return alpha
+    # the face the segmentation cuts into: the rest of the mode's mask, or the hull for `seg`
+    rest = mode.partition("+")[2] or "hull"
+    face = raw_mask(rest, learned, landmarks, resolution, hull, forehead=forehead)
+    return alpha * keep_out(raw >= 0.5, face >= 0.5, feather)
+
+
+def keep_out(mask: np.ndarray, face: np.ndarray, feather: float) -> np.ndarray:
+    """(W, W) float32 factor: 0 on the part of `face` that `mask` cuts out, rising to 1 over
+    `feather` * W px outside it (smoothstep), 1 elsewhere. mask, face: (W, W) bool.
+
+    Cut-outs thinner than the feather are ignored: along the face's outline the two masks
+    merely disagree by a few pixels, and that edge keeps its centred feather."""
+    size = face.shape[0]
+    width = max(1.0, feather * size)
+    cut = (face & ~mask).astype(np.uint8)
+    k = max(1, int(round(width))) | 1
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    core = cv2.morphologyEx(cut, cv2.MORPH_OPEN, disk)
+    if not core.any():
+        return np.ones((size, size), np.float32)
+    # the opening also rounds the corners where an occluder crosses the outline: take back
+    # the cut-out pixels next to what survived it
+    cut &= cv2.dilate(core, disk)
+    # distance of each pixel centre from the nearest cut-out pixel's edge
+    d = cv2.distanceTransform(1 - cut, cv2.DIST_L2, cv2.DIST_MASK_5) - 0.5
+    t = np.clip(d / width, 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
 
 def signed_distance(binary: np.ndarray) -> np.ndarray:

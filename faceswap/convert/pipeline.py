@@ -38,7 +38,7 @@ from faceswap.convert.blend import blend, sharpen
 from faceswap.convert.color import edge_match, match_color
 from faceswap.convert.config import ConvertConfig
 from faceswap.convert.faces import AlignmentsLookup, Detector, RawFace, Stopped
-from faceswap.convert.masks import Segmenter, raw_mask, shape_mask, work_size
+from faceswap.convert.masks import Segmenter, blend_mask, work_size
 from faceswap.convert.model import SwapModel, load_swap_model, sides
 from faceswap.convert.select import IdentitySelector, faceset_references, photo_references
 from faceswap.convert.sinks import Sink, open_sink, output_kind
@@ -109,11 +109,9 @@ def composite(frame: np.ndarray, faces: list[FaceJob], cfg: ConvertConfig, resol
     for f in faces:
         assert f.swapped is not None
         lm = transform_points(f.m_model, f.landmarks)  # (68, 2) in model-crop pixels
-        alpha = shape_mask(
-            raw_mask(cfg.mask, f.mask, lm, resolution, cfg.hull, f.seg, cfg.forehead),
-            cfg.erode,
-            cfg.feather,
-        )  # (W, W) fmt: skip
+        alpha = blend_mask(
+            cfg.mask, f.mask, lm, resolution, cfg.erode, cfg.feather, cfg.hull, f.seg, cfg.forehead
+        )  # (W, W)
         # colour statistics over the pixels that will show: the mask at model resolution
         inside = cv2.resize(alpha, (resolution, resolution), interpolation=cv2.INTER_AREA) > 0.5
         ref = f.crop.astype(np.float32)
