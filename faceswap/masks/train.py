@@ -49,7 +49,7 @@ class MaskTrainConfig:
     hull: str = option("extended", "pseudo-label of unlabelled faces: hull, extended, components")
     occlude: float = option(0.75, "share of samples that get synthetic occluders")
     max_occluders: int = option(2, "at most this many occluders per sample")
-    glasses: float = option(0.1, "share of samples with drawn glasses (kept in the face mask)")
+    glasses: float = option(0.2, "share of samples with drawn glasses (kept in the face mask)")
     label_weight: float = option(4.0, "sampling weight of a user-labelled face vs an unlabelled")
     val_faces: int = option(48, "faces held out (with fixed occluders) to report IoU on")
     save_every: int = option(250, "save the model every n steps (and on Ctrl-C); 0 = at the end")
