@@ -35,8 +35,9 @@ def _tree_rss_mb(pid: int) -> float:
             kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
         except OSError:
             continue
-        total += next(int(line.split()[1]) for line in status.splitlines()
-                      if line.startswith("VmRSS:"))  # fmt: skip
+        # a process that just exited (a zombie) has no VmRSS line: it holds no memory
+        total += next((int(line.split()[1]) for line in status.splitlines()
+                       if line.startswith("VmRSS:")), 0)  # fmt: skip
         todo += [int(k) for k in kids]
     return total / 1024
 
