@@ -34,6 +34,11 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
                 "bottleneck": 256},
     "sae-256": {"arch": "sae", "resolution": 256, "encoder_dims": 64, "decoder_dims": 64,
                 "bottleneck": 512},
+    # SAE at 128 px with half sae-128's encoder and a quarter of its decoder widths: ~12 GFLOP a
+    # training sample (5x lightweight), sized for a CPU that wants more than 64 px of detail
+    # (docs/quality.md: detail 0.60 of B's real faces at 2,400 CPU-seconds on d9-face2).
+    "sae-128-lite": {"arch": "sae", "resolution": 128, "encoder_dims": 32, "decoder_dims": 16,
+                     "bottleneck": 256},
     # DeepFaceLab's LIAE: lightweight's widths at 64 px (CPU), SAE's at 128 px (GPU).
     "liae-64": {"arch": "liae", "resolution": 64, "encoder_dims": 64, "decoder_dims": 32,
                 "bottleneck": 512},
