@@ -48,6 +48,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -183,29 +184,30 @@ def train_config(path: str | None, overrides: list[str]):
     return from_dict(TrainConfig, data, path or "bench defaults")
 
 
+def _cached(path: Path, compute: Callable[[], Any]) -> Any:
+    """compute()'s JSON result, kept at `path` (computed once per --work)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    path.write_text(json.dumps(value))
+    return value
+
+
 def blurred_ceiling(clip: Path, fs, work: Path, judge) -> dict:
     """clip_quality.blurred_reference of A's clip, cached in --work (it depends on the clip
     and the judge only)."""
     from faceswap.evaluate.clip_quality import blurred_reference
 
-    cache = work / f"blurred-{clip.stem}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    ref = blurred_reference(str(clip), fs, judge)
-    cache.write_text(json.dumps(ref))
-    return ref
+    return _cached(work / f"blurred-{clip.stem}.json",
+                   lambda: blurred_reference(str(clip), fs, judge))  # fmt: skip
 
 
 def detail_ceiling(clip: Path, fs, work: Path, resolution: int) -> float | None:
     """clip_quality.resolution_ceiling of A's clip, cached in --work."""
     from faceswap.evaluate.clip_quality import resolution_ceiling
 
-    cache = work / f"detail-ceiling-{clip.stem}-{resolution}.json"
-    if cache.is_file():
-        return json.loads(cache.read_text())
-    value = resolution_ceiling(str(clip), fs, resolution)
-    cache.write_text(json.dumps(value))
-    return value
+    return _cached(work / f"detail-ceiling-{clip.stem}-{resolution}.json",
+                   lambda: resolution_ceiling(str(clip), fs, resolution))  # fmt: skip
 
 
 def run_pair(name: str, args, judge) -> list[dict]:

@@ -350,16 +350,15 @@ def extract(
     cfg = with_image_format(cfg, out)
     backends = resolve_backends(cfg, check_weights=not random_init)
     n_workers = worker_count(cfg, backends)
+
+    def start_pool(refs) -> WorkerPool:
+        return WorkerPool(n_workers, (cfg, backends, refs, random_init), preload=True,
+                          frame_slots=_frame_slots(n_workers), frames_per_slot=cfg.chunk)  # fmt: skip
+
     pool = None
     if n_workers > 1 and not identity:
         # started first: the workers load their models while the inputs are probed and hashed
-        pool = WorkerPool(
-            n_workers,
-            (cfg, backends, None, random_init),
-            preload=True,
-            frame_slots=_frame_slots(n_workers),
-            frames_per_slot=cfg.chunk,
-        )
+        pool = start_pool(None)
     try:
         sources = open_inputs(inputs)
         if identity and not cfg.embed:
@@ -370,13 +369,7 @@ def extract(
             main_finder = FaceFinder(cfg, backends, None, random_init)
             refs = identity_references(identity, main_finder)
             if n_workers > 1:
-                pool = WorkerPool(
-                    n_workers,
-                    (cfg, backends, refs, random_init),
-                    preload=True,
-                    frame_slots=_frame_slots(n_workers),
-                    frames_per_slot=cfg.chunk,
-                )
+                pool = start_pool(refs)
         _check_output(out)
         with fsmod.writer_lock(out):
             return _extract_locked(sources, out, cfg, backends, refs, main_finder, force,
