@@ -95,9 +95,13 @@ def demo_clips(work: Path) -> Path:
 # ---- training and conversion -----------------------------------------------------------------
 
 
-def train_with_marks(fs_a, fs_b, run: Path, cfg, marks: list[float]) -> dict[float, dict]:
-    """Train with a budget of the last mark; copy the checkpoint at each mark."""
+def train_with_marks(
+    fs_a, fs_b, run: Path, cfg, marks: list[float], base: str | None = None
+) -> dict[float, dict]:
+    """Train with a budget of the last mark; copy the checkpoint at each mark. `base`: a run
+    or checkpoint whose weights (every part) the model starts from (a warm start)."""
     from faceswap.train.trainer import Trainer, write_run_config
+    from faceswap.train.weight_import import init_from
 
     cfg.budget = marks[-1]
     cfg.budget_clock = "cpu" if cfg.device != "cuda" else "wall"
@@ -105,6 +109,8 @@ def train_with_marks(fs_a, fs_b, run: Path, cfg, marks: list[float]) -> dict[flo
     if run.exists():
         shutil.rmtree(run)
     trainer = Trainer(cfg, fs_a, fs_b, run)
+    if base is not None:
+        _, trainer.lineage = init_from(trainer.model, base, tuple(trainer.model.parts()))
     write_run_config(run, cfg)
     pending = list(marks)
     kept: dict[float, dict] = {}
@@ -231,7 +237,7 @@ def run_pair(name: str, args, judge) -> list[dict]:
         cfg = read_run_config(run)
     else:
         t = time.process_time()
-        marks = train_with_marks(fs_a, fs_b, run, cfg, args.marks)
+        marks = train_with_marks(fs_a, fs_b, run, cfg, args.marks, args.init_from)
         log.info("trained %s in %.0f CPU-s", name, time.process_time() - t)
     res = cfg.model.resolution
     ceiling["detail"] = detail_ceiling(clip_a, fs_a, work, res)
@@ -306,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="with --from-run: judge the videos converted before again (no convert)",
     )
+    ap.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
+                    help="start every pair's model from this base's weights (a warm start; "
+                         "its training time is not counted in the marks)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/bench_quality", help="cache and runs folder")
     ap.add_argument("--json", help="append the rows to this JSON-lines file")
@@ -340,6 +349,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:  # a bad --config, --set or --convert is one line
         train_config(args.config, args.set)
+        if args.init_from:
+            from faceswap.train.checkpoint import resolve_checkpoint
+
+            resolve_checkpoint(args.init_from)
         if args.convert:
             try:
                 json.loads(args.convert)

@@ -1,0 +1,52 @@
+"""scripts/bench_quality.py's own plumbing: the warm start (`--init-from`) and its bad input.
+The benchmark itself runs for an hour on real clips and is recorded in docs/quality.md."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "scripts/bench_quality.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["bench_quality"] = mod
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop("bench_quality", None)
+
+
+def test_a_missing_base_is_one_line_and_exit_2(bench, tmp_path, capsys):
+    missing = tmp_path / "no-such-run"
+    assert bench.main(["--init-from", str(missing), "--work", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0]
+    assert not (tmp_path / "w").exists()  # nothing extracted or trained
+
+
+def test_a_warm_start_loads_every_part_and_records_its_base(bench, faceset_pair, tiny_run, tmp_path):
+    import torch
+
+    from faceswap import faceset as fsmod
+    from faceswap.train import checkpoint as ck
+
+    from helpers import tiny_train_config
+
+    cfg = tiny_train_config(steps=12)
+    cfg.schedule.lr = 1e-12  # next to nothing moves: the mark holds the base's weights
+    fs_a, fs_b = fsmod.load(faceset_pair[0]), fsmod.load(faceset_pair[1])
+    marks = bench.train_with_marks(fs_a, fs_b, tmp_path / "run", cfg, [0.5], base=str(tiny_run))
+    mark = marks[0.5]["checkpoint"]
+    got, state = ck.load_model_weights(mark)
+    want, _ = ck.load_model_weights(ck.resolve_checkpoint(tiny_run))
+    assert state["lineage"]["kind"] == "init"
+    assert state["lineage"]["mismatched"] == 0 and state["lineage"]["loaded"] == len(want)
+    assert Path(state["lineage"]["source_run"]) == tiny_run.resolve()
+    for name, tensor in want.items():
+        if "running" in name or "num_batches" in name:
+            continue  # normalisation statistics follow the batches whatever the LR
+        assert torch.allclose(got[name], tensor, atol=1e-6), name
