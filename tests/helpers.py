@@ -25,6 +25,9 @@ TINY_TRAIN = {
     "save_every": 3,
     "preview_every": 3,
     "val_batches": 1,
+    # fp32 whatever the CPU: `auto` picks bf16 on one with native bf16, and the tests' exact
+    # comparisons (resume, DDP against one process) must not depend on the machine.
+    "precision": "fp32",
     "model": {
         "arch": "sae",
         "resolution": 64,

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_quality", ROOT / "scripts/bench_quality.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_quality", ROOT / "scripts/bench_quality.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules["bench_quality"] = mod
     spec.loader.exec_module(mod)
@@ -28,7 +30,9 @@ def test_a_missing_base_is_one_line_and_exit_2(bench, tmp_path, capsys):
     assert not (tmp_path / "w").exists()  # nothing extracted or trained
 
 
-def test_a_warm_start_loads_every_part_and_records_its_base(bench, faceset_pair, tiny_run, tmp_path):
+def test_a_warm_start_loads_every_part_and_records_its_base(
+    bench, faceset_pair, tiny_run, tmp_path
+):
     import torch
 
     from faceswap import faceset as fsmod

@@ -57,7 +57,10 @@ class TrainConfig:
     beta1: float = option(0.5, "AdamW beta1 (0.5 as in the classic faceswap trainers)")
     beta2: float = option(0.999, "AdamW beta2")
     grad_clip: float = option(1.0, "clip the gradient norm to this (0 = off)")
-    precision: str = option("auto", "auto (bf16 on CUDA if supported, else fp32), fp32, bf16, fp16")
+    precision: str = option(
+        "auto",
+        "auto (bf16 on CUDA if supported and on CPUs with native bf16, else fp32), fp32, bf16, fp16",
+    )
     channels_last: bool = option(True, "channels_last memory format (faster convolutions)")
     compile: bool = option(False, "torch.compile the model")
     device: str = option("auto", "auto, cpu or cuda")

@@ -50,7 +50,7 @@ from faceswap.train.config import TrainConfig
 from faceswap.train.losses import FaceLoss
 from faceswap.train.monitor import MonitorState, event_kind, monitor_update
 from faceswap.train.runlock import locked_run
-from faceswap.train.runtime import keep_freed_memory_in_heap
+from faceswap.train.runtime import cpu_has_native_bf16, keep_freed_memory_in_heap
 from faceswap.train.schedules import PlateauState, ScheduleConfig, lr_at, plateau_update
 from faceswap.train.schedules import resolve as resolve_schedule
 from faceswap.train.weight_import import describe_freeze, frozen_parts
@@ -91,11 +91,13 @@ def pick_device(name: str) -> torch.device:
 
 
 def pick_precision(name: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype (None = fp32)."""
+    """The autocast dtype (None = fp32). `auto`: bf16 on a CUDA GPU that has it (else fp16), and
+    on a CPU with native bf16 (runtime.cpu_has_native_bf16); fp32 on other CPUs, where bf16 is
+    emulated and slow."""
     if name == "auto":
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return None
+        return torch.bfloat16 if device.type == "cpu" and cpu_has_native_bf16() else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
@@ -155,6 +157,9 @@ class Trainer:
         check_facesets(fs_a, fs_b, cfg)
         self.device = dist.device if dist.device is not None else pick_device(cfg.device)
         self.amp_dtype = pick_precision(cfg.precision, self.device)
+        if cfg.precision == "auto" and self.device.type == "cpu" and self.amp_dtype is not None:
+            log.info("precision auto: bf16 autocast (this CPU has native bf16; --precision fp32 "
+                     "to keep fp32)")  # fmt: skip
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
 
