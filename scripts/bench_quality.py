@@ -92,6 +92,37 @@ def demo_clips(work: Path) -> Path:
     return out
 
 
+def machine_speed() -> dict:
+    """What a CPU-second buys here: one thread's best fp32 matmul GFLOP per CPU-second, with the
+    CPU's name and PyTorch's kernel level. Sessions' machines differ ~3x in it (an AVX2 EPYC
+    against an AVX-512 one), so rows at equal CPU-seconds compare only at equal speed."""
+    import torch
+
+    from faceswap.train.runtime import cpu_has_native_bf16
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    a = torch.randn(1024, 1024)
+    out = torch.empty_like(a)
+    torch.mm(a, a, out=out)
+    best = 0.0
+    for _ in range(5):
+        reps, c0 = 0, time.process_time()
+        while (spent := time.process_time() - c0) < 0.3:
+            torch.mm(a, a, out=out)
+            reps += 1
+        best = max(best, 2 * 1024**3 * reps / spent / 1e9)
+    torch.set_num_threads(threads)
+    name = "unknown CPU"
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                name = line.partition(":")[2].strip()
+                break
+    return {"cpu": name, "capability": torch.backends.cpu.get_cpu_capability(),
+            "native_bf16": cpu_has_native_bf16(), "gflop_per_cpu_s": round(best, 1)}  # fmt: skip
+
+
 # ---- training and conversion -----------------------------------------------------------------
 
 
@@ -246,6 +277,9 @@ def run_pair(name: str, args, judge) -> list[dict]:
         "real face's detail (the detail figure's ceiling)"
     )
     convert_cfg = json.loads(args.convert) if args.convert else {}
+    speed = machine_speed()
+    print(f"{name}: this machine: {speed['cpu']}, {speed['capability']}, fp32 matmul "
+          f"{speed['gflop_per_cpu_s']:.0f} GFLOP per CPU-second (one thread)")  # fmt: skip
     rows = []
     for mark in args.marks:
         m = marks[mark]
@@ -260,7 +294,8 @@ def run_pair(name: str, args, judge) -> list[dict]:
         rows.append({"pair": name, "tag": args.tag, "seed": args.seed, "mark_s": mark,
                      "step": m["step"], "train_loss": m["loss"], **res, "video": str(out),
                      "blurred_original": ceiling,
-                     "model": f"{cfg.model.arch} {cfg.model.resolution}px"})  # fmt: skip
+                     "model": f"{cfg.model.arch} {cfg.model.resolution}px",
+                     "machine": speed})  # fmt: skip
         print_row(rows[-1])
     return rows
 
