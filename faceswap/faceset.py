@@ -203,8 +203,13 @@ class FaceSet:
     def index_path(self) -> Path:
         return self.root / INDEX
 
+    def root_of(self, face: Face) -> Path:
+        """The folder `face.file` (and its stored mask) is relative to: the set's own root
+        (a pool of sets, faceswap.data.facepool, answers with the face's member)."""
+        return self.root
+
     def path_of(self, face: Face) -> Path:
-        return self.root / face.file
+        return self.root_of(face) / face.file
 
     # ---- reading -----------------------------------------------------------------------
     def load_image(self, face: Face) -> np.ndarray:

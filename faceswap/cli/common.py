@@ -134,6 +134,35 @@ def load_faceset(path: str, option: str = ""):
         raise BadInput(f"{option}: {exc}") from None
 
 
+def faceset_paths(values: str | list[str], option: str) -> list[str]:
+    """The folders of a repeatable face-set option (`-A x -A y` or `-A x,y`), in order. A
+    value that is itself a face set is taken whole, even when its name holds a comma."""
+    from faceswap.faceset import is_faceset
+
+    out: list[str] = []
+    for value in [values] if isinstance(values, str) else values:
+        parts = [value] if is_faceset(value) else value.split(",")
+        for p in parts:
+            if not p.strip():
+                raise BadInput(f"{option} {value!r}: an empty face-set path in the list")
+            out.append(p.strip())
+    if not out:
+        raise BadInput(f"{option}: no face set given")
+    return out
+
+
+def load_facesets(values: str | list[str], option: str):
+    """One face set, or several pooled into one side (faceswap.data.facepool); every error
+    names the option and the folder."""
+    from faceswap.data.facepool import pool
+
+    sets = [load_faceset(p, option) for p in faceset_paths(values, option)]
+    try:
+        return pool(sets)
+    except BadInput as exc:
+        raise BadInput(f"{option}: {exc}") from None
+
+
 def frame_range(text: str | None) -> tuple[int, int | None]:
     if not text:
         return 0, None

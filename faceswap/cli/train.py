@@ -8,7 +8,7 @@ import json
 import logging
 from pathlib import Path
 
-from faceswap.cli.common import Command, Interrupted, emit, load_faceset, progress_bar
+from faceswap.cli.common import Command, Interrupted, emit, load_facesets, progress_bar
 from faceswap.errors import BadInput
 
 log = logging.getLogger("faceswap")
@@ -26,12 +26,27 @@ TRAIN_EXAMPLES = """examples:
   tensorboard --logdir runs/alice2bob/logs
   torchrun --nproc_per_node=2 -m faceswap train -A faces/alice -B faces/bob -o runs/ab2
       (data-parallel on 2 GPUs: --batch-size faces per side per GPU; rank 0 writes the run)
+  faceswap train -A faces/p1 -A faces/p2 -A faces/p3 -B faces/q1,faces/q2 -o runs/base
+      (a base over several identities a side, pooled; then fit it: see docs/train.md)
+  faceswap train -A faces/alice -B faces/bob -o runs/ab --init-from runs/base
 """
 
 
+POOL_HELP = (
+    "face set of identity {0}; repeat -{0} (or join with commas) to pool several "
+    "sets into side {0}, e.g. to train a base over many identities"
+)
+
+
+def _add_sides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-A", dest="faceset_a", required=True, action="append",
+                   metavar="FACESET", help=POOL_HELP.format("A"))  # fmt: skip
+    p.add_argument("-B", dest="faceset_b", required=True, action="append",
+                   metavar="FACESET", help=POOL_HELP.format("B"))  # fmt: skip
+
+
 def _add_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-A", dest="faceset_a", required=True, help="face set of identity A")
-    p.add_argument("-B", dest="faceset_b", required=True, help="face set of identity B")
+    _add_sides(p)
     p.add_argument("-o", "--output", required=True, help="run folder (created, or resumed)")
     p.add_argument("--config", help="YAML train config (sections model, augment, loss, schedule)")
     p.add_argument("--model", help="model preset (original, lightweight, dfl-h128, sae-128, "
@@ -134,7 +149,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if run_dir.exists() and not run_dir.is_dir():
         raise BadInput(f"-o {run_dir}: is a file; a run is a folder (a new name, or an existing "
                        "run with --resume)")  # fmt: skip
-    fs_a, fs_b = load_faceset(args.faceset_a, "-A"), load_faceset(args.faceset_b, "-B")
+    fs_a, fs_b = load_facesets(args.faceset_a, "-A"), load_facesets(args.faceset_b, "-B")
     if args.resume:
         cfg = open_run(run_dir, _train_config(args) if args.model else None, resume=True)
         if args.steps is not None:
@@ -247,8 +262,11 @@ def _ago(path: Path) -> str:
 def _resume_command(args: argparse.Namespace) -> str:
     import shlex
 
-    parts = ["faceswap", "train", "-A", args.faceset_a, "-B", args.faceset_b, "-o", args.output,
-             "--resume"]  # fmt: skip
+    parts = ["faceswap", "train"]
+    for flag, values in (("-A", args.faceset_a), ("-B", args.faceset_b)):
+        for v in [values] if isinstance(values, str) else values:
+            parts += [flag, v]
+    parts += ["-o", args.output, "--resume"]
     if args.steps is not None:
         parts += ["--steps", str(args.steps)]
     return " ".join(shlex.quote(str(p)) for p in parts)
@@ -256,13 +274,13 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 LR_FIND_EXAMPLES = """examples:
   faceswap lr-find -A faces/alice -B faces/bob -o runs/lr --model original
+  faceswap lr-find -A faces/p1 -A faces/p2 -B faces/q1 -B faces/q2 -o runs/lr-base
   faceswap lr-find -A faces/alice -B faces/bob -o runs/lr --config configs/train/cpu-small.yaml --steps 200
 """
 
 
 def _add_lr_find(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-A", dest="faceset_a", required=True, help="face set of identity A")
-    p.add_argument("-B", dest="faceset_b", required=True, help="face set of identity B")
+    _add_sides(p)
     p.add_argument("-o", "--output", required=True, help="folder for lr_find.png and .json")
     p.add_argument("--config", help="YAML train config (the model, loss and data it uses)")
     p.add_argument("--model", help="model preset or model YAML file")
@@ -289,7 +307,7 @@ def _run_lr_find(args: argparse.Namespace) -> int:
         raise BadInput(f"{out}: exists and is not a folder")
     args.steps, n_steps = None, args.steps  # --steps means LRs here, not training steps
     cfg = _train_config(args)
-    fs_a, fs_b = load_faceset(args.faceset_a, "-A"), load_faceset(args.faceset_b, "-B")
+    fs_a, fs_b = load_facesets(args.faceset_a, "-A"), load_facesets(args.faceset_b, "-B")
     trainer = Trainer(cfg, fs_a, fs_b, out)
     bar = progress_bar(n_steps, "lr-find", unit="lr")
 

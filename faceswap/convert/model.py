@@ -18,6 +18,7 @@ import torch
 
 from faceswap.config import CENTERINGS, to_dict
 from faceswap.convert.onnx_model import OnnxSwapModel, load_onnx_model
+from faceswap.data.facepool import single_path
 from faceswap.errors import BadInput
 from faceswap.models import Autoencoder, build_model
 from faceswap.train.checkpoint import load_checkpoint, resolve_checkpoint
@@ -56,9 +57,9 @@ class SwapModel:
 
     @property
     def source_faceset(self) -> str | None:
-        """Path of the training face set of the identity in the clip (A for a2b)."""
-        fs = self.state.get("facesets", {}).get(sides(self.direction)[0], {})
-        return fs.get("path")
+        """Path of the training face set of the identity in the clip (A for a2b); None when
+        none is recorded or the side was a pool of several identities (a base model)."""
+        return single_path(self.state.get("facesets", {}).get(sides(self.direction)[0]))
 
     def lineage(self) -> dict[str, Any]:
         """What the provenance label records about the model."""

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from faceswap.config import CENTERINGS
+from faceswap.data.facepool import single_path
 from faceswap.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,8 @@ class OnnxSwapModel:
 
     @property
     def source_faceset(self) -> str | None:
-        fs = self.state.get("facesets", {}).get(self.direction[0], {})
-        return fs.get("path")
+        """As SwapModel.source_faceset: None for a pooled side."""
+        return single_path(self.state.get("facesets", {}).get(self.direction[0]))
 
     def lineage(self) -> dict[str, Any]:
         """As SwapModel.lineage() for the run the model was exported from, plus the export."""

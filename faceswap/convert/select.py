@@ -29,7 +29,11 @@ MAX_REFS = 512  # nearest-of-K distance: more references add time, not accuracy
 
 def faceset_references(path: str | Path | None, side: str) -> np.ndarray:
     """(K, 128) embeddings of a training face set; BadInput if there are none."""
-    if path is None or not fsmod.is_faceset(Path(path)):
+    if path is None:  # none recorded, or a pooled side (a base over several identities)
+        raise BadInput(f"select identity needs reference faces: the run records no single "
+                       f"training face set of {side.upper()} (pooled?); pass --identity "
+                       "PHOTO")  # fmt: skip
+    if not fsmod.is_faceset(Path(path)):
         raise BadInput(f"select identity needs reference faces: the training face set of "
                        f"{side.upper()} ({path}) is not there; pass --identity PHOTO")  # fmt: skip
     emb, _ = fsmod.load(path).embeddings()

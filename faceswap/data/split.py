@@ -15,6 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from faceswap.data.facepool import FacePool
 from faceswap.errors import BadInput
 from faceswap.faceset import FaceSet
 
@@ -103,6 +104,8 @@ def split_train_val(
         raise ValueError(f"val_fraction must be between 0 and 0.5, not {val_fraction}")
     if gap < 0:
         raise ValueError(f"gap must be >= 0, not {gap}")
+    if isinstance(fs, FacePool):
+        return _split_pool(fs, val_fraction, seed, gap, block)
     n = len(fs.faces)
     if val_fraction == 0.0:
         return list(range(n)), []
@@ -140,4 +143,33 @@ def split_train_val(
         "split %d faces: %d train, %d validation in %d of %d blocks, %d left out as a guard band",
         n, len(train), len(val), len(chosen), len(blocks), sum(dropped),
     )  # fmt: skip
+    return train, val
+
+
+def _split_pool(
+    fs: FacePool, val_fraction: float, seed: int, gap: int, block: int | None
+) -> tuple[list[int], list[int]]:
+    """A pool is split member by member with the same seed, so every identity keeps its
+    share of validation and a member's split is the one it gets when trained alone. A member
+    too small to hold out validation trains on all its faces (a warning), as long as another
+    member validates."""
+    train: list[int] = []
+    val: list[int] = []
+    small: list[str] = []
+    for m, off in zip(fs.members, fs.offsets, strict=True):
+        try:
+            t, v = split_train_val(m, val_fraction, seed, gap, block)
+        except BadInput:
+            if val_fraction == 0.0:
+                raise
+            t, v = list(range(len(m.faces))), []
+            small.append(str(m.root))
+        train += [off + i for i in t]
+        val += [off + i for i in v]
+    if small and not val:
+        raise BadInput(f"face pool {fs.label}: no member is large enough to hold out "
+                       "validation (each needs 2 blocks of ~2 s of video or 2 photos)")  # fmt: skip
+    if small:
+        logger.warning("%s: too small to hold out validation; all its faces train (the pool "
+                       "validates on its other members)", ", ".join(small))  # fmt: skip
     return train, val

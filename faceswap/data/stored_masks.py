@@ -29,7 +29,7 @@ def mask_path(root: str | Path, face: Face) -> Path:
 
 def load_mask(fs: FaceSet, face: Face) -> np.ndarray | None:
     """The stored (size, size) uint8 mask of `face`, or None when it has none."""
-    path = mask_path(fs.root, face)
+    path = mask_path(fs.root_of(face), face)  # a pool's face: its member's folder
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:
@@ -62,8 +62,12 @@ def write_mask(root: str | Path, face: Face, mask: np.ndarray) -> Path:
 
 def count_masks(fs: FaceSet) -> int:
     """How many of the set's faces have a stored mask."""
-    folder = Path(fs.root) / MASKS_DIR
-    if not folder.is_dir():
-        return 0
-    names = {p.stem for p in folder.glob("*.png")}
-    return sum(f.name in names for f in fs.faces)
+    names: dict[Path, set[str]] = {}  # per folder: one per member of a pool
+    n = 0
+    for f in fs.faces:
+        root = Path(fs.root_of(f))
+        if root not in names:
+            folder = root / MASKS_DIR
+            names[root] = {p.stem for p in folder.glob("*.png")} if folder.is_dir() else set()
+        n += f.name in names[root]
+    return n

@@ -239,9 +239,12 @@ def _check_crops(swap: SwapModel, faces: str | os.PathLike | None, count: int):
         raise BadInput("--check-count must be at least 1")
     if faces is not None:
         return checkmod.faceset_crops(faces, count, swap.resolution), str(faces)
+    from faceswap.data.facepool import paths_of
     from faceswap.faceset import is_faceset
 
-    fs = swap.source_faceset
+    # a pooled side has no single face set; any of its members' faces serve the numbers check
+    pooled = paths_of(swap.state.get("facesets", {}).get(sides(swap.direction)[0]))
+    fs = swap.source_faceset or (pooled[0] if pooled else None)
     if fs and is_faceset(fs):
         try:
             return checkmod.faceset_crops(fs, count, swap.resolution), fs

@@ -28,6 +28,7 @@ import torch
 
 from faceswap import faceset as fsmod
 from faceswap.config import check, from_dict, option
+from faceswap.data.facepool import describe, load_sets, paths_of, record_of
 from faceswap.errors import BadInput
 from faceswap.train import checkpoint as ck
 from faceswap.train import distributed as dd
@@ -127,7 +128,20 @@ class FitPlan:
 
 
 def _faceset_record(fs: fsmod.FaceSet) -> dict[str, Any]:
-    return {"path": str(fs.root.resolve()), "fingerprint": fs.fingerprint(), "faces": len(fs.faces)}
+    """path (or a pool's paths and members), fingerprint and face count."""
+    return {k: v for k, v in record_of(fs).items() if k not in ("size", "centering")}
+
+
+def _load_recorded(paths: list[str], side: str, flag: str) -> fsmod.FaceSet:
+    """The face set (or pool) a run recorded for `side`; a member that is gone is one line
+    naming it and the flag that gives its new place."""
+    if not paths:
+        raise BadInput(f"the source run records no face set {side.upper()}; give it with {flag}")
+    for p in paths:
+        if not fsmod.is_faceset(p):
+            raise BadInput(f"{p}: the run's face set {side.upper()} is gone; give its new "
+                           f"place with {flag}")  # fmt: skip
+    return load_sets(paths)
 
 
 def plan_fit(
@@ -136,12 +150,13 @@ def plan_fit(
     faceset: str | os.PathLike,
     fit: FitConfig,
     *,
-    keep_faceset: str | os.PathLike | None = None,
+    keep_faceset: str | os.PathLike | list[str | os.PathLike] | None = None,
     device: str | None = None,
 ) -> FitPlan:
     """Check everything a fit needs and read the source; writes nothing. `side` ("a"/"b") is
-    replaced by `faceset`; the other side trains on the source run's face set (or
-    `keep_faceset`, for a face set that moved)."""
+    replaced by `faceset`; the other side trains on the source run's face set, or the pool of
+    face sets it recorded (or `keep_faceset`, one folder or a list to pool, for ones that
+    moved)."""
     side = side.lower()
     if side not in SIDES:
         raise BadInput(f"--replace {side!r}: expected A or B")
@@ -164,19 +179,20 @@ def plan_fit(
             f"trained on {want[0]}px {want[1]} faces; extract them with --size {want[0]} "
             f"--centering {want[1]}"
         )
-    kept_path = keep_faceset or records[kept].get("path")
-    flag = f"-{kept.upper()}"
-    if not kept_path or not fsmod.is_faceset(kept_path):
-        raise BadInput(f"{kept_path}: the source run's face set {kept.upper()} is gone; give "
-                       f"its new place with {flag}")  # fmt: skip
-    old = fsmod.load(kept_path)
+    if keep_faceset is None:
+        kept_paths = paths_of(records[kept])
+    elif isinstance(keep_faceset, (list, tuple)):
+        kept_paths = [str(p) for p in keep_faceset]
+    else:
+        kept_paths = [str(keep_faceset)]
+    old = _load_recorded(kept_paths, kept, f"-{kept.upper()}")
     if (old.size, old.centering) != want:
-        raise BadInput(f"{old.root}: faces are {old.size}px {old.centering}, the model in "
-                       f"{path} was trained on {want[0]}px {want[1]} faces")  # fmt: skip
+        raise BadInput(f"{describe(old)}: faces are {old.size}px {old.centering}, the model "
+                       f"in {path} was trained on {want[0]}px {want[1]} faces")  # fmt: skip
     if records[kept].get("fingerprint") not in (None, old.fingerprint()):
         log.warning("face set %s (%s) changed since the source run: its validation faces "
                     "differ, so its loss is not comparable to the source's", kept.upper(),
-                    old.root)  # fmt: skip
+                    describe(old))  # fmt: skip
 
     cfg = fit_train_config(src_cfg, fit)
     if device is not None:
@@ -239,11 +255,9 @@ def resume_fit(
     given = facesets or {}
     loaded = {}
     for side in SIDES:
-        path = given.get(side) or (records.get(side) or {}).get("path")
-        if not path or not fsmod.is_faceset(path):
-            raise BadInput(f"{path}: face set {side.upper()} of the run is gone; give its new "
-                           f"place with -{side.upper()}")  # fmt: skip
-        loaded[side] = fsmod.load(path)
+        moved = given.get(side)
+        paths = [str(moved)] if moved else paths_of(records.get(side))  # a pool: every member
+        loaded[side] = _load_recorded(paths, side, f"-{side.upper()}")
     trainer = Trainer(cfg, loaded["a"], loaded["b"], run_dir, dist=dist)
     trainer.restore(latest)
     return trainer

@@ -38,6 +38,7 @@ from faceswap import __version__
 from faceswap import faceset as fsmod
 from faceswap.config import from_dict, to_dict
 from faceswap.data import BatchStream, FaceDataset, leak_report, split_train_val
+from faceswap.data.facepool import describe, paths_of, record_of
 from faceswap.data.loader import balance_weights
 from faceswap.errors import BadInput
 from faceswap.models import Autoencoder, build_model, count_parameters
@@ -105,11 +106,11 @@ def check_facesets(fs_a: fsmod.FaceSet, fs_b: fsmod.FaceSet, cfg: TrainConfig) -
     """Refuse face sets the model cannot train on, with one line naming the set."""
     for name, fs in (("A", fs_a), ("B", fs_b)):
         if not fs.faces:
-            raise BadInput(f"face set {name} ({fs.root}) has no faces")
+            raise BadInput(f"face set {name} ({describe(fs)}) has no faces")
     if (fs_a.size, fs_a.centering) != (fs_b.size, fs_b.centering):
         raise BadInput(
-            f"face sets differ: A ({fs_a.root}) is {fs_a.size}px {fs_a.centering}, B "
-            f"({fs_b.root}) is {fs_b.size}px {fs_b.centering}; extract both with the same "
+            f"face sets differ: A ({describe(fs_a)}) is {fs_a.size}px {fs_a.centering}, B "
+            f"({describe(fs_b)}) is {fs_b.size}px {fs_b.centering}; extract both with the same "
             "--size and --centering"
         )
     if cfg.model.resolution > fs_a.size:
@@ -177,8 +178,8 @@ class Trainer:
                 raise RuntimeError("train/val split leaked neighbouring frames")  # a bug, not input
             if len(train_idx) < cfg.batch_size * dist.world_size:
                 raise BadInput(
-                    f"face set {side.upper()} ({fs.root}) has {len(train_idx)} training faces, "
-                    f"fewer than a batch ({cfg.batch_size * dist.world_size}); lower "
+                    f"face set {side.upper()} ({describe(fs)}) has {len(train_idx)} training "
+                    f"faces, fewer than a batch ({cfg.batch_size * dist.world_size}); lower "
                     "--batch-size or add faces"
                 )
             self.train_sets[side] = FaceDataset(fs, train_idx, res, cfg.augment, cfg.seed)
@@ -261,16 +262,8 @@ class Trainer:
         return {
             "tool": f"faceswap {__version__}",
             "config": to_dict(self.cfg),
-            "facesets": {
-                side: {
-                    "path": str(fs.root.resolve()),  # a resume from elsewhere finds it
-                    "fingerprint": fs.fingerprint(),
-                    "faces": len(fs.faces),
-                    "size": fs.size,
-                    "centering": fs.centering,
-                }
-                for side, fs in self.fs.items()
-            },  # fmt: skip
+            # path (or a pool's paths), so a resume from elsewhere finds them
+            "facesets": {side: record_of(fs) for side, fs in self.fs.items()},
             "lineage": self.lineage,
             "streams": {side: s.state_dict() for side, s in self.streams.items()},
             "monitor": self.monitor.to_dict(),
@@ -404,7 +397,14 @@ class Trainer:
         self._apply_freeze(log_thaw=False)
         self.restored = True
         for side, fs in self.fs.items():
-            saved = st.get("facesets", {}).get(side, {}).get("fingerprint")
+            record = st.get("facesets", {}).get(side, {})
+            saved, given = paths_of(record), paths_of(record_of(fs))
+            if (len(saved) > 1 or len(given) > 1) and saved != given:
+                log.warning("face set %s: the run trained on %s, this resume gives %s: the "
+                            "data differ from the original run", side.upper(),
+                            " + ".join(saved) or "(none recorded)", " + ".join(given))  # fmt: skip
+                continue
+            saved = record.get("fingerprint")
             if saved and saved != fs.fingerprint():
                 log.warning("face set %s changed since this checkpoint (curated?): the split "
                             "and data order differ from the original run", side.upper())  # fmt: skip
