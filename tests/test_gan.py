@@ -109,6 +109,25 @@ def test_gan_run_saves_discriminator_and_resumes_exactly(faceset_pair, tmp_path)
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["state"][pid][key])), key
 
 
+def test_discriminator_runs_in_fp32_under_autocast(faceset_pair, tmp_path):
+    t = tiny_trainer(*faceset_pair, tmp_path / "run", steps=12, precision="bf16",
+                     loss=_loss(gan_start=0.0))  # fmt: skip
+    seen = []
+    t.gan.net.register_forward_hook(lambda m, inp, out: seen.append((inp[0].dtype, out.dtype)))
+    out = t.train_step()
+    assert t.amp_dtype == torch.bfloat16
+    assert seen and all(d == (torch.float32, torch.float32) for d in seen), seen
+    assert all(v.dtype == torch.float32 for v in t.gan.net.state_dict().values())
+    assert out["gan_g"] > 0 and out["gan_d"] > 0
+    # and inside an autocast region too (a caller may judge faces under it)
+    seen.clear()
+    fake, real = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert t.gan.generator_loss(fake).dtype == torch.float32
+        t.gan.discriminator_step(real, fake, lr=1e-4)
+    assert len(seen) == 2 and all(d == (torch.float32, torch.float32) for d in seen), seen
+
+
 def test_resume_without_saved_discriminator_starts_a_fresh_one(faceset_pair, tmp_path):
     tiny_trainer(*faceset_pair, tmp_path / "run", steps=2).train(tensorboard=False)
     cfg = tiny_train_config(steps=4, loss=_loss())

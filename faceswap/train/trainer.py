@@ -472,8 +472,8 @@ class Trainer:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         gan = self.gan is not None and self.gan.active(self.step, self.schedule.total_steps)
-        preds: dict[str, torch.Tensor] | None = {} if gan else None
-        loss, parts = self.losses(a, b, preds)
+        preds: dict[str, torch.Tensor] = {}
+        loss, parts = self.losses(a, b, preds) if gan else self.losses(a, b)
         recon = float(loss.detach())
         fake = real = None
         gan_g = 0.0
