@@ -4,6 +4,9 @@
         model.safetensors       model weights ("encoder.*", "decoder_a.*", "decoder_b.*")
         optimizer.safetensors   optimizer tensors (exp_avg, exp_avg_sq, ... per parameter)
         rng.safetensors         torch CPU (and CUDA) generator states
+        discriminator.safetensors, discriminator_optimizer.safetensors
+                                only in runs with the GAN term on (loss.gan_power > 0): its
+                                weights and optimizer tensors; their scalars in state.json
         state.json              step, optimizer hyper-parameters and scalar state, schedule,
                                 monitor, data-stream positions, numpy/python RNG, scaler,
                                 config, face-set fingerprints, lineage
@@ -35,6 +38,8 @@ from faceswap.errors import BadInput
 FORMAT = "faceswap-checkpoint"
 VERSION = 1
 PREFIX = "step-"
+D_WEIGHTS = "discriminator.safetensors"
+D_OPTIMIZER = "discriminator_optimizer.safetensors"
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +207,10 @@ def save_checkpoint(
     *,
     keep_last: int = 3,
     best: bool = False,
+    discriminator: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> Path:
-    """Write checkpoints/step-XXXXXXXX (and checkpoints/best when `best`); prune old ones."""
+    """Write checkpoints/step-XXXXXXXX (and checkpoints/best when `best`); prune old ones.
+    discriminator: (weights, optimizer state_dict) of the GAN term, when it is on."""
     opt_tensors, opt_meta = flatten_optimizer(optimizer_state)
     rng_tensors, rng_meta = rng_state()
     meta = {"format": FORMAT, "version": VERSION, "step": step, "optimizer": opt_meta,
@@ -214,6 +221,11 @@ def save_checkpoint(
         "rng.safetensors": rng_tensors,
         "state.json": meta,
     }
+    if discriminator is not None:
+        d_weights, d_opt = discriminator
+        d_tensors, meta["discriminator_optimizer"] = flatten_optimizer(d_opt)
+        files[D_WEIGHTS] = {k: v.detach().cpu().contiguous() for k, v in d_weights.items()}
+        files[D_OPTIMIZER] = d_tensors
     folder = Path(run_dir) / "checkpoints"
     path = folder / f"{PREFIX}{step:08d}"
     for line in repair(run_dir):
@@ -314,19 +326,31 @@ def load_model_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor]
     return _tensors(path, "model.safetensors"), meta
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """{"model": tensors, "optimizer": state_dict, "rng": (tensors, meta), "state": json}."""
-    path = Path(path)
-    meta = read_state(path)
-    opt_tensors = _tensors(path, "optimizer.safetensors")
+def _optimizer(path: Path, name: str, meta: Any) -> dict[str, Any]:
+    """An optimizer state_dict from its tensors file and its state.json part."""
+    tensors = _tensors(path, name)
     try:  # tensor names and state.json are data from the file: "<param>.<key>", a dict
-        optimizer = unflatten_optimizer(opt_tensors, meta.get("optimizer", {}))
+        return unflatten_optimizer(tensors, meta)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise CheckpointError(f"{path}: malformed optimizer state ({exc.__class__.__name__}: "
                               f"{str(exc)[:200]})") from None  # fmt: skip
-    return {
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """{"model": tensors, "optimizer": state_dict, "rng": (tensors, meta), "state": json}, plus
+    "discriminator": {"model": tensors, "optimizer": state_dict} when the run had one."""
+    path = Path(path)
+    meta = read_state(path)
+    optimizer = _optimizer(path, "optimizer.safetensors", meta.get("optimizer", {}))
+    data = {
         "model": _tensors(path, "model.safetensors"),
         "optimizer": optimizer,
         "rng": (_tensors(path, "rng.safetensors"), meta.get("rng", {})),
         "state": meta,
     }
+    if (path / D_WEIGHTS).is_file():
+        data["discriminator"] = {
+            "model": _tensors(path, D_WEIGHTS),
+            "optimizer": _optimizer(path, D_OPTIMIZER, meta.get("discriminator_optimizer", {})),
+        }
+    return data

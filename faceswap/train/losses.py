@@ -29,6 +29,7 @@ from faceswap.config import option
 __all__ = [
     "LOSS_TERMS",
     "MS_SSIM_WEIGHTS",
+    "GAN_SIDES",
     "FaceLoss",
     "LossConfig",
     "mae",
@@ -44,6 +45,7 @@ C1 = 0.01**2
 C2 = 0.03**2
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 _EPS = 1e-8
+GAN_SIDES = ("b", "ab")
 
 
 def _fp32(t: Tensor) -> contextlib.AbstractContextManager:
@@ -258,6 +260,17 @@ class LossConfig:
     )
     eye_multiplier: float = option(3.0, "loss weight on the eye region (1 = no extra weight)")
     mouth_multiplier: float = option(2.0, "loss weight on the mouth region (1 = no extra weight)")
+    gan_power: float = option(
+        0.0,
+        "weight of the patch-GAN term on the decoded faces (0 = off; 0.1 as in DeepFaceLab): "
+        "high-frequency detail the pixel losses blur away",
+    )
+    gan_start: float = option(
+        0.5, "share of the run after which the GAN term (and its discriminator) starts, in [0, 1)"
+    )
+    gan_sides: str = option("b", "decoder outputs the discriminator judges: b (the swap's) or ab")
+    gan_lr: float = option(0.0, "discriminator learning rate (0 = the model's LR at each step)")
+    gan_dims: int = option(16, "discriminator width: channels of its first convolution")
 
     def __post_init__(self) -> None:
         if not isinstance(self.terms, dict) or not self.terms:
@@ -283,6 +296,27 @@ class LossConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 1.0):
                 raise ValueError(f"{name} must be >= 1")
+        if not (_real(self.gan_power) and self.gan_power >= 0):
+            raise ValueError("gan_power must be a finite number >= 0 (0 = off)")
+        if not (_real(self.gan_start) and 0 <= self.gan_start < 1):
+            raise ValueError("gan_start must be in [0, 1) (a share of the run)")
+        if self.gan_sides not in GAN_SIDES:
+            raise ValueError(
+                f"gan_sides must be one of {', '.join(GAN_SIDES)}, not {self.gan_sides!r}"
+            )
+        if not (_real(self.gan_lr) and self.gan_lr >= 0):
+            raise ValueError("gan_lr must be a finite number >= 0 (0 = the model's LR)")
+        if (
+            isinstance(self.gan_dims, bool)
+            or not isinstance(self.gan_dims, int)
+            or not (1 <= self.gan_dims <= 512)
+        ):
+            raise ValueError("gan_dims must be an integer in [1, 512]")
+
+
+def _real(v: object) -> bool:
+    """A finite int or float (YAML may give a string or a bool where a number belongs)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def pixel_weights(

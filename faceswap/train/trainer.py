@@ -48,6 +48,7 @@ from faceswap.train import checkpoint as ck
 from faceswap.train import distributed as dd
 from faceswap.train.budget import CALIBRATE, RE_ESTIMATE, BudgetClock, estimate_total
 from faceswap.train.config import TrainConfig
+from faceswap.train.discriminator import GanTerm
 from faceswap.train.losses import FaceLoss
 from faceswap.train.monitor import MonitorState, event_kind, monitor_update
 from faceswap.train.runlock import locked_run
@@ -229,6 +230,11 @@ class Trainer:
         self._apply_freeze(log_thaw=False, rewrap=False)
         self.step_model: torch.nn.Module
         self._wrap()
+        # the patch-GAN term: no discriminator at all when it is off (the run and its
+        # checkpoints are then exactly those of a faceswap without it)
+        self.gan: GanTerm | None = None
+        if cfg.loss.gan_power > 0:
+            self.gan = GanTerm(cfg.loss, self.device, cfg.seed, (cfg.beta1, cfg.beta2))
 
     def _wrap(self) -> None:
         """(Re)build the module the step runs through. DistributedDataParallel registers the
@@ -346,6 +352,7 @@ class Trainer:
         return ck.save_checkpoint(
             self.run_dir, self.step, self.model.state_dict(), self.optimizer.state_dict(),
             self._metadata(), keep_last=self.cfg.keep_last, best=best,
+            discriminator=None if self.gan is None else self.gan.state(),
         )  # fmt: skip
 
     def restore(self, path: Path) -> None:
@@ -383,6 +390,7 @@ class Trainer:
                 self.scaler.load_state_dict(st["scaler"])
             ck.set_rng_state(*data["rng"])
             self._restore_schedule(st)
+            self._restore_gan(path, data.get("discriminator"))
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise ck.CheckpointError(f"{path}: state does not fit this run "
                                      f"({exc.__class__.__name__}: {str(exc)[:200]})") from None  # fmt: skip
@@ -409,6 +417,19 @@ class Trainer:
                 log.warning("face set %s changed since this checkpoint (curated?): the split "
                             "and data order differ from the original run", side.upper())  # fmt: skip
 
+    def _restore_gan(self, path: Path, saved: dict[str, Any] | None) -> None:
+        """The discriminator of the checkpoint when it has one; a checkpoint without one
+        (written before the GAN term existed) leaves this run's fresh one. A checkpoint's
+        discriminator is ignored when the GAN term is off."""
+        if self.gan is None:
+            if saved is not None:
+                log.info("%s: has a discriminator; loss.gan_power is 0, so it is unused", path)
+            return
+        if saved is None:
+            log.warning("%s: no discriminator saved; the GAN term starts a fresh one", path)
+            return
+        self.gan.load(saved["model"], saved["optimizer"])
+
     # ---- one step --------------------------------------------------------------------------
     def _autocast(self):
         if self.amp_dtype is None:
@@ -420,8 +441,11 @@ class Trainer:
         return {k: v.to(self.device, non_blocking=True).contiguous(memory_format=fmt)
                 if v.dim() == 4 else v for k, v in batch.items()}  # fmt: skip
 
-    def losses(self, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]):
-        """Total loss and per-side parts for a pair of batches (one fused encoder pass)."""
+    def losses(self, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
+               preds: dict[str, torch.Tensor] | None = None):  # fmt: skip
+        """Total loss and per-side parts for a pair of batches (one fused encoder pass).
+        `preds`, when given, receives each side's prediction as the loss saw it (for the GAN
+        term)."""
         n = a["input"].shape[0]
         with self._autocast():
             out_a, out_b = self.step_model(torch.cat([a["input"], b["input"]]), n)
@@ -430,6 +454,8 @@ class Trainer:
         total = 0.0
         for side, batch in (("a", a), ("b", b)):
             rgb, mask = outside_frame_as_target(*out[side], batch)
+            if preds is not None:
+                preds[side] = rgb
             loss, p = self.loss_fn(rgb, mask, batch["target"], batch["mask"], batch["eyes"],
                                    batch["mouth"])  # fmt: skip
             total = total + loss
@@ -450,12 +476,26 @@ class Trainer:
         b = self._prep(next(self.streams["b"]))
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss, parts = self.losses(a, b)
-        # the mean over ranks: every rank logs, monitors and skips (or not) alike
-        value, part_a, part_b = dd.all_reduce_mean(
-            [float(loss.detach()), parts["a"], parts["b"]], self.dist, self.device
+        gan = self.gan is not None and self.gan.active(self.step, self.schedule.total_steps)
+        preds: dict[str, torch.Tensor] = {}
+        loss, parts = self.losses(a, b, preds) if gan else self.losses(a, b)
+        recon = float(loss.detach())
+        fake = real = None
+        gan_g = 0.0
+        if gan:
+            batches = {"a": a, "b": b}
+            pairs = [self.gan.judged(preds[s], batches[s]) for s in self.gan.sides()]
+            fake = torch.cat([f for f, _ in pairs])  # (n_sides * B, 3, R, R) fp32
+            real = torch.cat([r for _, r in pairs])
+            g_term = self.gan.generator_loss(fake)
+            gan_g = float(g_term.detach())
+            loss = loss + g_term
+        # the mean over ranks: every rank logs, monitors and skips (or not) alike; "loss" is the
+        # reconstruction loss (what validation measures), the GAN term is logged on its own
+        value, part_a, part_b, gan_g = dd.all_reduce_mean(
+            [recon, parts["a"], parts["b"], gan_g], self.dist, self.device
         )
-        if not math.isfinite(value):
+        if not (math.isfinite(value) and math.isfinite(gan_g)):
             self._non_finite()
             return {"loss": float("nan"), "lr": lr, "skipped": 1.0}
         self.nan_streak = 0
@@ -468,10 +508,26 @@ class Trainer:
             )
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        out = {"loss": value, "loss_a": part_a, "loss_b": part_b, "lr": lr,
+               "grad_norm": grad_norm}  # fmt: skip
+        if gan:
+            # D learns on this step's predictions (detached), after the model's step
+            hook = self._average_grads if self.dist.enabled else None
+            gan_d = self.gan.discriminator_step(real, fake, lr, hook)
+            out["gan_g"] = gan_g
+            out["gan_d"] = dd.all_reduce_mean([gan_d], self.dist, self.device)[0]
         self.step += 1
         self.train_losses.append(value)
-        return {"loss": value, "loss_a": part_a, "loss_b": part_b, "lr": lr,
-                "grad_norm": grad_norm}  # fmt: skip
+        return out
+
+    def _average_grads(self, params: list[torch.nn.Parameter]) -> None:
+        """Average the discriminator's gradients over the ranks (it is not wrapped in
+        DistributedDataParallel), so every rank's copy takes the same step."""
+        import torch.distributed as tdist
+
+        for p in params:
+            tdist.all_reduce(p.grad)
+            p.grad /= self.dist.world_size
 
     def _non_finite(self) -> None:
         """Skip the step; after nan_patience in a row, roll back and lower the LR."""
