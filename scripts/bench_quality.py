@@ -127,10 +127,17 @@ def machine_speed() -> dict:
 
 
 def train_with_marks(
-    fs_a, fs_b, run: Path, cfg, marks: list[float], base: str | None = None
+    fs_a,
+    fs_b,
+    run: Path,
+    cfg,
+    marks: list[float],
+    base: str | None = None,
+    parts: tuple[str, ...] = (),
 ) -> dict[float, dict]:
     """Train with a budget of the last mark; copy the checkpoint at each mark. `base`: a run
-    or checkpoint whose weights (every part) the model starts from (a warm start)."""
+    or checkpoint whose weights the model starts from (a warm start): `parts` of it, or every
+    part when none are named."""
     from faceswap.train.trainer import Trainer, write_run_config
     from faceswap.train.weight_import import init_from
 
@@ -141,7 +148,8 @@ def train_with_marks(
         shutil.rmtree(run)
     trainer = Trainer(cfg, fs_a, fs_b, run)
     if base is not None:
-        _, trainer.lineage = init_from(trainer.model, base, tuple(trainer.model.parts()))
+        parts = parts or tuple(trainer.model.parts())
+        _, trainer.lineage = init_from(trainer.model, base, parts)
     write_run_config(run, cfg)
     pending = list(marks)
     kept: dict[float, dict] = {}
@@ -268,7 +276,8 @@ def run_pair(name: str, args, judge) -> list[dict]:
         cfg = read_run_config(run)
     else:
         t = time.process_time()
-        marks = train_with_marks(fs_a, fs_b, run, cfg, args.marks, args.init_from)
+        marks = train_with_marks(fs_a, fs_b, run, cfg, args.marks, args.init_from,
+                                 args.init_parts)  # fmt: skip
         log.info("trained %s in %.0f CPU-s", name, time.process_time() - t)
     res = cfg.model.resolution
     ceiling["detail"] = detail_ceiling(clip_a, fs_a, work, res)
@@ -350,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
                     help="start every pair's model from this base's weights (a warm start; "
                          "its training time is not counted in the marks)")  # fmt: skip
+    ap.add_argument("--init-parts", metavar="PARTS",
+                    help="with --init-from: the parts to take, e.g. encoder (default: all)")  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default="/tmp/bench_quality", help="cache and runs folder")
     ap.add_argument("--json", help="append the rows to this JSON-lines file")
@@ -388,6 +399,11 @@ def main(argv: list[str] | None = None) -> int:
             from faceswap.train.checkpoint import resolve_checkpoint
 
             resolve_checkpoint(args.init_from)
+        from faceswap.train.weight_import import parse_parts
+
+        args.init_parts = parse_parts(args.init_parts, "--init-parts") if args.init_parts else ()
+        if args.init_parts and not args.init_from:
+            raise ValueError("--init-parts needs --init-from (the base to take them from)")
         if args.convert:
             try:
                 json.loads(args.convert)

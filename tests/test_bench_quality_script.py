@@ -30,6 +30,17 @@ def test_a_missing_base_is_one_line_and_exit_2(bench, tmp_path, capsys):
     assert not (tmp_path / "w").exists()  # nothing extracted or trained
 
 
+def test_bad_init_parts_are_one_line_and_exit_2(bench, tiny_run, tmp_path, capsys):
+    for argv, says in (
+        (["--init-from", str(tiny_run), "--init-parts", "encoder,nose"], "--init-parts"),
+        (["--init-parts", "encoder"], "--init-from"),
+    ):
+        assert bench.main([*argv, "--work", str(tmp_path / "w")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "w").exists()
+
+
 def test_a_warm_start_loads_every_part_and_records_its_base(
     bench, faceset_pair, tiny_run, tmp_path
 ):
@@ -54,3 +65,20 @@ def test_a_warm_start_loads_every_part_and_records_its_base(
         if "running" in name or "num_batches" in name:
             continue  # normalisation statistics follow the batches whatever the LR
         assert torch.allclose(got[name], tensor, atol=1e-6), name
+
+
+def test_a_warm_start_of_named_parts_leaves_the_others_fresh(
+    bench, faceset_pair, tiny_run, tmp_path
+):
+    from faceswap import faceset as fsmod
+    from faceswap.train import checkpoint as ck
+
+    from helpers import tiny_train_config
+
+    cfg = tiny_train_config(steps=12)
+    fs_a, fs_b = fsmod.load(faceset_pair[0]), fsmod.load(faceset_pair[1])
+    marks = bench.train_with_marks(
+        fs_a, fs_b, tmp_path / "run", cfg, [0.5], base=str(tiny_run), parts=("encoder",)
+    )
+    _, state = ck.load_model_weights(marks[0.5]["checkpoint"])
+    assert state["lineage"]["parts"] == ["encoder"]
