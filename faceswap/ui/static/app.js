@@ -148,9 +148,14 @@ const Faces = {
       const t = document.createElement("div"); t.className = "tile";
       t.innerHTML = "<img loading=\"eager\" decoding=\"async\"><span></span>"; g.appendChild(t); this.pool.push(t);
     }
-    for (let k = 0; k < this.pool.length; k++) {
-      const t = this.pool[k], i = start + k;
+    // face i always lives in tile i % n: a scroll of a few rows re-fills only the tiles of the
+    // rows that came into view, and a tile whose face did not change is left alone (unless
+    // forced: selection, flags and labels changed)
+    const n = this.pool.length;
+    for (let k = 0; k < n; k++) {
+      const t = this.pool[k], i = start + ((k - (start % n) + n) % n);
       if (i >= end) { t.style.display = "none"; t.dataset.i = ""; continue; }
+      if (!force && t.dataset.i === String(i)) continue;
       const f = this.list[i], src = `/api/facesets/${this.side}/thumb/${encodeURIComponent(f.name)}`;
       t.style.display = ""; t.dataset.i = i; t.dataset.name = f.name;
       t.style.transform = `translate(${(i % this.cols) * this.CELL_W}px, ${Math.floor(i / this.cols) * this.CELL_H}px)`;
