@@ -49,7 +49,7 @@ def cpu_flags(cpuinfo: str) -> set[str]:
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """Whether bf16 autocast speeds training up on this CPU: on a CPU with native bf16 it gave
     2.1x (`lightweight`) to 3.1x (`sae-128-lite`) the samples per CPU-second of fp32
-    (scripts/bench_train.py --variants fp32 bf16; docs/quality.md). `cpuinfo`: the text of
+    (scripts/bench_train.py --variants fp32 bf16; docs/performance.md). `cpuinfo`: the text of
     /proc/cpuinfo (read when None; False where there is none, e.g. macOS)."""
     if cpuinfo is None:
         try:
