@@ -13,6 +13,7 @@ from faceswap import faceset as fsmod
 from faceswap.cli import main
 from faceswap.config import from_dict
 from faceswap.train import checkpoint as ck
+from faceswap.train.budget import CALIBRATE
 from faceswap.train.config import TrainConfig
 from faceswap.train.trainer import Trainer, open_run
 
@@ -204,17 +205,19 @@ def test_budget_ends_the_run_with_the_lr_at_its_floor(faceset_pair, tmp_path, ca
     sched = {"name": "cosine", "lr": 1e-3}  # total and warmup automatic
     code = main(["train", "-A", str(faceset_pair[0]), "-B", str(faceset_pair[1]), "-o", str(run),
                  "--config", _yaml(tmp_path, schedule=sched, save_every=10_000, val_every=10_000,
-                                   preview_every=10_000, budget_clock="cpu"), "--budget", "6s",
+                                   preview_every=10_000, budget_clock="cpu"), "--budget", "8s",
                  "--no-tensorboard", "--json"])  # fmt: skip
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["step"] > 12  # calibration done and the estimate used
+    # calibration done and at least one step under its estimate (a slow CI machine fits ~16
+    # steps of this model in 8 CPU-seconds, previews and checkpoints included)
+    assert summary["step"] > 2 + CALIBRATE
     latest = ck.latest_checkpoint(run)
     state = json.loads((latest / "state.json").read_text())
     assert state["step"] == summary["step"]  # the final save
     budget, schedule = state["budget"], state["schedule"]
     # it ends at the budget, or a little before where the estimated steps are done
-    assert 3.0 <= budget["spent"] < 12.0 and budget["estimates"] >= 1
+    assert 4.0 <= budget["spent"] < 14.0 and budget["estimates"] >= 1
     # the estimate was within a factor of 2 of what the time held
     assert 0.5 < schedule["total_steps"] / summary["step"] < 2.0
     from faceswap.config import from_dict as fd
