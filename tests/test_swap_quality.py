@@ -251,7 +251,7 @@ def test_seam_sees_a_dark_band_where_the_mask_ends(face):
     iod = sq.interocular(lm)
     region = sq.face_region(lm, img.shape[:2])
     blended = _paste(img, lm, feather=0.1 * iod, colour_shift=4.0)
-    sd = sq._signed_distance(sq.changed_region(blended, img))
+    sd = sq.edge_distance(sq.changed_region(blended, img))
     ys = np.nonzero(region)[0]
     top = np.zeros_like(region)
     top[: ys.min() + int(0.5 * iod)] = True  # the upper part of the face

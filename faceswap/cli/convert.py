@@ -37,7 +37,6 @@ Every output is labelled as synthetic (container tags + OUT.provenance.json; see
 
 # flag -> ConvertConfig field (top level) or ExtractConfig field (section extract)
 _TOP = ("direction", "batch_size", "device", "precision", "smooth", "mask", "mask_model", "hull",
-        "forehead",
         "erode", "feather", "color", "edge_color", "blend", "sharpen", "select",
         "identity_threshold", "crf",
         "preset", "workers", "threads")  # fmt: skip
@@ -62,11 +61,9 @@ def _add_convert(p: argparse.ArgumentParser) -> None:
                    "seg+learned (occlusion-aware: needs --mask-model)")  # fmt: skip
     p.add_argument("--mask-model", help="mask model folder (faceswap mask train; docs/masks.md)")
     p.add_argument("--hull", help="landmark mask: hull, extended (default) or components")
-    p.add_argument(
-        "--forehead",
-        type=float,
-        help="extended hull: reach above the brows, brow-to-nose-tip distances (0.4)",
-    )
+    p.add_argument("--forehead", metavar="REACH|auto",
+                   help="extended hull: reach above the brows, brow-to-nose-tip distances "
+                        "(0.4), or auto: the least visible edge over a few frames")  # fmt: skip
     p.add_argument("--erode", type=float, help="mask edge in (+) or out (-), fraction of the face")
     p.add_argument("--feather", type=float, help="soft edge width, fraction of the face (0.05)")
     p.add_argument("--color", help="avg, rct (default), hist or none")
@@ -108,6 +105,8 @@ def _config(args: argparse.Namespace):
     data = flags_over_yaml(args, _TOP)
     if args.watermark:
         data["watermark"] = True
+    if args.forehead is not None:
+        data.update(_forehead(args.forehead))
     if args.identity and args.select is None:
         data["select"] = "identity"  # reference photos mean: only this person
     extract = dict(data.get("extract") or {})
@@ -119,6 +118,18 @@ def _config(args: argparse.Namespace):
     if extract:
         data["extract"] = extract
     return from_dict(ConvertConfig, data, args.config or "options")
+
+
+def _forehead(text: str) -> dict:
+    """--forehead: a reach (a number) or auto."""
+    from faceswap.errors import BadInput
+
+    if text.strip().lower() == "auto":
+        return {"forehead_auto": True}
+    try:
+        return {"forehead": float(text), "forehead_auto": False}
+    except ValueError:
+        raise BadInput(f"--forehead {text!r}: give a reach (e.g. 0.4) or auto") from None
 
 
 def _run_convert(args: argparse.Namespace) -> int:
@@ -168,6 +179,10 @@ def _run_convert(args: argparse.Namespace) -> int:
               f"faces swapped {s.faces_swapped}"
               + (f", other people left alone {s.faces_other_identity}"
                  if s.faces_other_identity else ""))  # fmt: skip
+        if s.forehead_seams:
+            seams = ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}"
+                              for k, v in s.forehead_seams.items())  # fmt: skip
+            print(f"  forehead auto: {s.forehead:g} (edge seam by reach: {seams})")
         slow = min(rates, key=rates.get) if rates else None
         print(f"  {s.seconds:.1f} s, {s.frames_per_second:.1f} frames/s"
               + (f" (slowest stage: {slow} {rates[slow]:.1f} frames/s)" if slow else ""))  # fmt: skip

@@ -31,6 +31,8 @@ class ConvertConfig:
     hull: str = option("extended", "landmark mask: hull, extended (with forehead) or components")
     forehead: float = option(0.4, "extended hull: its reach above the brows, in brow-to-nose-tip "
                              "distances (lower keeps B's hairline out)")  # fmt: skip
+    forehead_auto: bool = option(False, "choose the forehead reach per clip: the least visible "
+                                 "edge over a few frames (--forehead auto)")  # fmt: skip
     erode: float = option(0.02, "move the mask edge in (+) or out (-), fraction of crop side")
     feather: float = option(0.05, "width of the soft mask edge, fraction of the crop side")
     color: str = option("rct", "colour match to the original face: avg, rct, hist or none")

@@ -17,6 +17,7 @@ deletes the temp output; the output path only ever holds a complete, labelled fi
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import logging
 import os
 import queue
@@ -38,11 +39,12 @@ from faceswap.convert.blend import blend, sharpen
 from faceswap.convert.color import edge_match, match_color
 from faceswap.convert.config import ConvertConfig
 from faceswap.convert.faces import AlignmentsLookup, Detector, RawFace, Stopped
+from faceswap.convert.forehead import PROBE_FRAMES, ForeheadChoice, choose_forehead
 from faceswap.convert.masks import Segmenter, blend_mask, work_size
 from faceswap.convert.model import SwapModel, load_swap_model, sides
 from faceswap.convert.select import IdentitySelector, faceset_references, photo_references
 from faceswap.convert.sinks import Sink, open_sink, output_kind
-from faceswap.convert.smoothing import TrackSmoother
+from faceswap.convert.smoothing import TrackSmoother, eye_distance
 from faceswap.convert.warp import crop_face, face_matrices, paste_box, resize_matrix, unwarp
 from faceswap.errors import BadInput
 from faceswap.extract.alignment import compose, transform_points
@@ -76,6 +78,8 @@ class ConvertSummary:
     seconds: float = 0.0
     frames_per_second: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    forehead: float | None = None  # the reach used (chosen per clip with forehead_auto)
+    forehead_seams: dict[str, float | None] | None = None  # --forehead auto: seam per reach
 
 
 @dataclass
@@ -274,6 +278,10 @@ def convert(
     if model.learns_mask is False and cfg.mask not in ("hull", "seg", "seg+hull"):
         log.warning("the model learns no mask: using the landmark hull (mask %s asked)", cfg.mask)
 
+    choice = None
+    if cfg.forehead_auto:
+        choice = _choose_forehead(src, start, end, cfg, model, lookup, detector)
+        cfg = dataclasses.replace(cfg, forehead=choice.forehead)
     fps = src.fps or 25.0
     label = provenance.make_label(
         source_path=str(src.path), source_sha256=src.sha256, run=model.lineage(),
@@ -292,7 +300,8 @@ def convert(
         step=model.step, direction=cfg.direction, device=str(model.device),
         faces_from="alignments" if detector is None else
         f"{detector.backends.detector} + {detector.backends.aligner}",
-        audio=sink.audio,
+        audio=sink.audio, forehead=cfg.forehead if cfg.hull == "extended" else None,
+        forehead_seams=None if choice is None else {f"{k:g}": v for k, v in choice.seams.items()},
     )  # fmt: skip
     try:
         _stream(src, start, end, wanted, cfg, model, lookup, detector, selector, sink, summary,
@@ -317,6 +326,62 @@ def convert(
     summary.seconds = time.perf_counter() - t_start
     summary.frames_per_second = summary.frames / max(summary.seconds, 1e-9)
     return summary
+
+
+def _choose_forehead(src: MediaSource, start: int, end: int | None, cfg: ConvertConfig,
+                     model: SwapModel, lookup: AlignmentsLookup | None,
+                     detector: Detector | None) -> ForeheadChoice:  # fmt: skip
+    """--forehead auto: swap the faces of PROBE_FRAMES frames spread over the range once and
+    keep the reach whose pasted edge shows least (faceswap.convert.forehead). Only the
+    extended hull has a reach, and a segmentation mask decides its own top edge: there the
+    configured reach stays."""
+    if cfg.hull != "extended" or cfg.mask in ("learned", "seg", "seg+learned"):
+        log.info("--forehead auto: the mask %s (hull %s) has no forehead reach to choose; "
+                 "keeping %g", cfg.mask, cfg.hull, cfg.forehead)  # fmt: skip
+        return ForeheadChoice(cfg.forehead, {}, 0)
+    if cfg.mask.startswith("seg"):
+        log.info("--forehead auto: not with a segmentation mask; keeping %g", cfg.forehead)
+        return ForeheadChoice(cfg.forehead, {}, 0)
+    last = end if end is not None else src.frames
+    if not last:
+        last = start + 25 * PROBE_FRAMES  # the container does not say: the first seconds
+    wanted = set(np.linspace(start, last - 1, PROBE_FRAMES).round().astype(int).tolist())
+    frames = ((i, f) for i, _, f in src.iter_frames(start, max(wanted) + 1,
+                                                     skip=lambda i: i not in wanted))  # fmt: skip
+    if lookup is not None:
+        found = ((i, f, lookup.faces(i)) for i, f in frames)
+    else:
+        assert detector is not None
+        found = detector.run(frames, lambda: False)
+    res = model.resolution
+    probes: list[tuple[np.ndarray, list[FaceJob]]] = []
+    for _, frame, raws in found:
+        jobs = []
+        for raw in raws:
+            m_crop, m_model = face_matrices(raw.landmarks, model.crop_size, res, model.centering)
+            jobs.append(FaceJob(raw.landmarks, m_model,
+                                crop_face(frame, m_crop, model.crop_size, res)))  # fmt: skip
+        if not jobs:
+            continue
+        swapped, masks = model.swap(np.stack([f.crop for f in jobs]))
+        for k, f in enumerate(jobs):
+            f.swapped = swapped[k]
+            f.mask = masks[k] if masks is not None else None
+        probes.append((frame, jobs))
+
+    def render(i: int, reach: float) -> np.ndarray:
+        frame, jobs = probes[i]
+        return composite(frame.copy(), jobs, dataclasses.replace(cfg, forehead=reach), res)
+
+    choice = choose_forehead(
+        [(frame, eye_distance(jobs[0].landmarks)) for frame, jobs in probes], render,
+        fallback=cfg.forehead,
+    )  # fmt: skip
+    seams = ", ".join(f"{k:g}: " + ("-" if v is None else f"{v:.2f}")
+                      for k, v in choice.seams.items())  # fmt: skip
+    log.info("--forehead auto: %g (seam over %d frames: %s)", choice.forehead, choice.frames,
+             seams)  # fmt: skip
+    return choice
 
 
 def _check_output(out: Path, src: MediaSource, overwrite: bool) -> None:
