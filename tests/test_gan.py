@@ -78,6 +78,16 @@ def test_gan_term_waits_for_gan_start(faceset_pair, tmp_path):
                if not torch.equal(v, gan.model.state_dict()[k])]  # fmt: skip
     assert any(k.startswith("decoder_b") for k in changed)
     assert any(not torch.equal(v, d0[k]) for k, v in gan.gan.net.state_dict().items())
+    # metrics.jsonl carries the GAN's two sides (means since the last row); the plain run not
+    for t in (gan, plain):
+        t.run_dir.mkdir(parents=True, exist_ok=True)
+        t._evaluate()
+    row = json.loads((tmp_path / "gan" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["gan_g"] == pytest.approx(out["gan_g"]) and row["gan_d"] == pytest.approx(
+        out["gan_d"]
+    )
+    assert "gan_g" not in (tmp_path / "plain" / "metrics.jsonl").read_text()
+    assert gan.gan_losses == []
 
 
 def test_gan_run_saves_discriminator_and_resumes_exactly(faceset_pair, tmp_path):

@@ -224,6 +224,7 @@ class Trainer:
         self.nan_streak = 0
         self.events: list[str] = []
         self.train_losses: list[float] = []  # since the last validation
+        self.gan_losses: list[tuple[float, float]] = []  # (G's term, D's loss) since then
         self.writer = None
         self.restored = False  # restore() ran: this run continues a checkpoint
         self.frozen: tuple[str, ...] = ()
@@ -516,6 +517,7 @@ class Trainer:
             gan_d = self.gan.discriminator_step(real, fake, lr, hook)
             out["gan_g"] = gan_g
             out["gan_d"] = dd.all_reduce_mean([gan_d], self.dist, self.device)[0]
+            self.gan_losses.append((out["gan_g"], out["gan_d"]))
         self.step += 1
         self.train_losses.append(value)
         return out
@@ -660,7 +662,11 @@ class Trainer:
                        "val_b": val["b"], "gap": val_mean - train_mean,
                        "lr": lr_at(self.schedule, max(self.step - 1, 0), self.plateau.scale)
                        * self.lr_scale}  # fmt: skip
+                if self.gan_losses:  # the patch-GAN's two sides, means since the last row
+                    g, d = np.mean(self.gan_losses, axis=0)
+                    row.update(gan_g=float(g), gan_d=float(d))
                 fh.write(json.dumps(row) + "\n")
+        self.gan_losses = []
         # counted in evaluations, not steps: validation may run by the clock
         since_best = sum(1 for s, _, _ in self.monitor.history if s > self.monitor.best_step)
         stop = bool(self.cfg.early_stop) and since_best >= self.cfg.early_stop
