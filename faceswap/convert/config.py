@@ -30,9 +30,10 @@ class ConvertConfig:
     mask_model: str = option("", "mask model folder (faceswap mask train) for the seg masks")
     hull: str = option("extended", "landmark mask: hull, extended (with forehead) or components")
     forehead: float = option(0.4, "extended hull: its reach above the brows, in brow-to-nose-tip "
-                             "distances (lower keeps B's hairline out)")  # fmt: skip
-    forehead_auto: bool = option(False, "choose the forehead reach per clip: the least visible "
-                                 "edge over a few frames (--forehead auto)")  # fmt: skip
+                             "distances (lower keeps B's hairline out; with forehead_auto, "
+                             "the fallback)")  # fmt: skip
+    forehead_auto: bool = option(True, "choose the forehead reach per clip: the least visible "
+                                 "edge over a few frames (off: `forehead` as given)")  # fmt: skip
     erode: float = option(0.02, "move the mask edge in (+) or out (-), fraction of crop side")
     feather: float = option(0.05, "width of the soft mask edge, fraction of the crop side")
     color: str = option("rct", "colour match to the original face: avg, rct, hist or none")
