@@ -346,3 +346,28 @@ def test_cli_interrupt_names_resume_and_resume_says_where(capsys, faceset_pair, 
     assert code == 0, err
     assert "resuming" in err and "at step 2 from" in err and "step-00000002" in err
     assert "ago)" in err
+
+
+@pytest.mark.parametrize(
+    ("device", "argv", "model", "lr", "batch"),
+    [
+        ("cpu", [], "lightweight", 8e-4, 4),
+        ("cuda", [], "liae-128", 4e-4, 8),  # the GPU default keeps its old LR and batch
+        ("cuda", ["--lr", "1e-3", "--batch-size", "16"], "liae-128", 1e-3, 16),
+        ("cpu", ["--model", "original"], "original", 8e-4, 4),
+    ],
+)
+def test_the_default_model_comes_with_its_lr_and_batch(monkeypatch, device, argv, model, lr,
+                                                       batch):  # fmt: skip
+    """Without a model named, train builds the device's default preset with its peak LR and
+    batch (presets.DEFAULT_PRESET, DEFAULT_LR, DEFAULT_BATCH); given values always win."""
+    from faceswap.cli import build_parser
+    from faceswap.cli.train import _train_config
+    from faceswap.models import model_config_from
+    from faceswap.train import trainer
+
+    monkeypatch.setattr(trainer, "pick_device", lambda _: torch.device(device))
+    args = build_parser().parse_args(["train", "-A", "a", "-B", "b", "-o", "r", *argv])
+    cfg = _train_config(args)
+    assert cfg.model == model_config_from(model, {}) and cfg.schedule.lr == pytest.approx(lr)
+    assert cfg.batch_size == batch

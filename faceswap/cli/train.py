@@ -105,12 +105,18 @@ def _train_config(args: argparse.Namespace):
     if args.model:
         cfg.model = model_config_from(args.model, {})
     elif "model" not in data:
-        from faceswap.models.presets import default_preset
+        from faceswap.models.presets import default_batch, default_lr, default_preset
         from faceswap.train.trainer import pick_device
 
-        name = default_preset(pick_device(cfg.device).type)
+        device = pick_device(cfg.device).type
+        name = default_preset(device)
         cfg.model = model_config_from(name, {})
         log.info("model: %s (the default on this device; --model to choose)", name)
+        # the peak LR and batch measured with that preset (presets.DEFAULT_LR, DEFAULT_BATCH)
+        if "lr" not in sched:
+            cfg.schedule.lr = default_lr(device)
+        if "batch_size" not in data:
+            cfg.batch_size = default_batch(device)
     return cfg
 
 

@@ -34,7 +34,8 @@ class TrainConfig:
     budget_clock: str = option(
         "wall", "the budget's clock: wall, or cpu (process CPU time, for benchmarks)"
     )
-    batch_size: int = option(8, "faces per side per step")
+    batch_size: int = option(4, "faces per side per step (the CPU default's; on CUDA, without "
+                             "a model named, 8)")  # fmt: skip
     seed: int = option(0, "seed of the split, data order, augmentation and init")
     val_fraction: float = option(0.05, "share of each face set held out for validation")
     balance_yaw: bool = option(

@@ -38,7 +38,8 @@ class ScheduleConfig:
     """Learning-rate schedule."""
 
     name: str = option("cosine", "schedule: constant, cosine, step, onecycle or plateau")
-    lr: float = option(4e-4, "peak (base) learning rate")
+    lr: float = option(8e-4, "peak (base) learning rate (the CPU default's; on CUDA, without "
+                       "a model named, 4e-4)")  # fmt: skip
     warmup_steps: int = option(
         -1, "steps of linear warmup from 0 to lr (-1 = auto: 3% of total_steps, at most 300)"
     )
