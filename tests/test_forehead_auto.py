@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from faceswap.convert.forehead import CANDIDATES, choose_forehead
+from faceswap.convert.forehead import CANDIDATES, PROBE_FRAMES, choose_forehead, probe_count
 
 from helpers import cli as _cli
 
@@ -46,6 +46,10 @@ def test_the_highest_reach_without_a_band_wins(fringe_from, expected):
     banded = [choice.seams[r] for r in CANDIDATES if fringe_from is not None and r >= fringe_from]
     clean = [choice.seams[r] for r in CANDIDATES if fringe_from is None or r < fringe_from]
     assert all(b > max(clean) + 0.3 for b in banded)  # the band is what the figure sees
+
+
+def test_a_short_range_probes_fewer_frames():
+    assert probe_count(1200) == PROBE_FRAMES and probe_count(48) == 4 and probe_count(3) == 1
 
 
 def test_nothing_to_measure_keeps_the_fallback():

@@ -39,7 +39,7 @@ from faceswap.convert.blend import blend, sharpen
 from faceswap.convert.color import edge_match, match_color
 from faceswap.convert.config import ConvertConfig
 from faceswap.convert.faces import AlignmentsLookup, Detector, RawFace, Stopped
-from faceswap.convert.forehead import PROBE_FRAMES, ForeheadChoice, choose_forehead
+from faceswap.convert.forehead import PROBE_FRAMES, ForeheadChoice, choose_forehead, probe_count
 from faceswap.convert.masks import Segmenter, blend_mask, work_size
 from faceswap.convert.model import SwapModel, load_swap_model, sides
 from faceswap.convert.select import IdentitySelector, faceset_references, photo_references
@@ -331,10 +331,10 @@ def convert(
 def _choose_forehead(src: MediaSource, start: int, end: int | None, cfg: ConvertConfig,
                      model: SwapModel, lookup: AlignmentsLookup | None,
                      detector: Detector | None) -> ForeheadChoice:  # fmt: skip
-    """--forehead auto: swap the faces of PROBE_FRAMES frames spread over the range once and
-    keep the reach whose pasted edge shows least (faceswap.convert.forehead). Only the
-    extended hull has a reach, and a segmentation mask decides its own top edge: there the
-    configured reach stays."""
+    """--forehead auto: swap the faces of a few frames spread over the range once
+    (probe_count) and keep the reach whose pasted edge shows least (faceswap.convert.forehead).
+    Only the extended hull has a reach, and a segmentation mask decides its own top edge: there
+    the configured reach stays."""
     if cfg.hull != "extended" or cfg.mask in ("learned", "seg", "seg+learned"):
         log.info("--forehead auto: the mask %s (hull %s) has no forehead reach to choose; "
                  "keeping %g", cfg.mask, cfg.hull, cfg.forehead)  # fmt: skip
@@ -345,7 +345,8 @@ def _choose_forehead(src: MediaSource, start: int, end: int | None, cfg: Convert
     last = end if end is not None else src.frames
     if not last:
         last = start + 25 * PROBE_FRAMES  # the container does not say: the first seconds
-    wanted = set(np.linspace(start, last - 1, PROBE_FRAMES).round().astype(int).tolist())
+    count = probe_count(last - start)
+    wanted = set(np.linspace(start, last - 1, count).round().astype(int).tolist())
     frames = ((i, f) for i, _, f in src.iter_frames(start, max(wanted) + 1,
                                                      skip=lambda i: i not in wanted))  # fmt: skip
     if lookup is not None:
