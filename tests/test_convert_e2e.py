@@ -229,14 +229,17 @@ def test_ctrl_c_on_the_command_line(tiny_run, faceset_pair, clip_a, tmp_path):
     out = tmp_path / "swap.mp4"
     proc = subprocess.Popen([sys.executable, "-m", "faceswap", "convert", str(clip_a), "-m",
                              str(tiny_run), "-o", str(out), "--alignments", str(faceset_pair[0]),
-                             "--batch-size", "1", "--smooth", "0"],
+                             "--batch-size", "1", "--smooth", "0", "--preset", "veryslow"],
                             stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     deadline = time.monotonic() + 120
     while not any(p.name.endswith(".partial") for p in tmp_path.iterdir()):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C sends, mid-encode
+    # what Ctrl-C sends, mid-encode (ffmpeg creates the .partial after its first frames; a
+    # slow x264 preset keeps the rest of the clip in flight long after that, even on a loaded
+    # machine where the convert finished within the poll before)
+    proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted; no output was written" in err
