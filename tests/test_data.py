@@ -15,7 +15,7 @@ from faceswap.data import AugmentConfig, BatchStream, FaceDataset, leak_report, 
 from faceswap.data.augment import geometry_matrices, landmark_flow
 from faceswap.data.bench import gpu_augment_throughput, loader_throughput
 from faceswap.data.gpu_augment import augment_batch, landmark_flows, pixel_to_theta, warp_batch
-from faceswap.data.split import blocks_of
+from faceswap.data.split import MIN_VAL_FACES, blocks_of
 from faceswap.errors import BadInput
 
 OFF = AugmentConfig(
@@ -131,6 +131,20 @@ def test_too_small_sets_raise_bad_input(faces, tmp_path):
     # two blocks are enough; val is never empty then
     train, val = split_train_val(_synthetic_set(faces, tmp_path, images=2), 0.01)
     assert len(val) >= 1 and len(train) >= 1
+
+
+def test_a_small_clip_holds_out_its_end_not_a_whole_block(faces, tmp_path):
+    # 125 frames at 24 fps: blocks of 48, 48 and 29 frames against a share of 6; a whole
+    # block (the smallest, 29) plus its guard band would cost 41 faces, a third of the set
+    fs = _synthetic_set(faces, tmp_path, [("a", range(125))])
+    for seed in range(4):
+        train, val = split_train_val(fs, 0.05, seed=seed, gap=12)
+        frames = sorted(fs.faces[i].frame for i in val)
+        assert len(val) == MIN_VAL_FACES
+        assert frames in (list(range(8)), list(range(117, 125)))  # one end of the clip
+        assert leak_report(fs, train, val, gap=12) == 0
+        assert len(train) == 125 - 8 - 12  # the guard band on one side only
+    assert len({tuple(split_train_val(fs, 0.05, seed=s)[1]) for s in range(8)}) == 2  # both ends
 
 
 # ---- dataset -------------------------------------------------------------------------------

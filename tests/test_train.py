@@ -47,6 +47,35 @@ def test_resumed_run_equals_uninterrupted_run(faceset_pair, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_a_resume_validates_on_the_faces_its_run_held_out(faceset_pair, tmp_path, monkeypatch):
+    from faceswap.errors import BadInput
+    from faceswap.train import split_record
+
+    run = tmp_path / "run"
+    first = _trainer(faceset_pair, run, steps=2)
+    first.train(tensorboard=False)
+    recorded = split_record.read_split(run)
+    assert set(recorded) == {"a", "b"} and all(recorded.values())
+    faces = {side: first.fs[side].faces for side in "ab"}
+    for side, idx in first.val_idx.items():
+        assert recorded[side] == [split_record.face_key(faces[side][i]) for i in idx]
+
+    # a newer split rule (or a grown face set) must not move faces across: the record wins
+    def other_rule(*_a, **_k):
+        raise AssertionError("a run with a recorded split split its faces anew")
+
+    monkeypatch.setattr(split_record, "split_train_val", other_rule)
+    cfg = open_run(run, _cfg(steps=3), resume=True)
+    resumed = Trainer(cfg, fsmod.load(faceset_pair[0]), fsmod.load(faceset_pair[1]), run)
+    assert resumed.val_idx == first.val_idx
+    for side in "ab":
+        assert set(resumed.train_sets[side].face_indices.tolist()).isdisjoint(resumed.val_idx[side])
+
+    (run / split_record.SPLIT_FILE).write_text("{not json")
+    with pytest.raises(BadInput, match="split.json"):
+        Trainer(cfg, fsmod.load(faceset_pair[0]), fsmod.load(faceset_pair[1]), run)
+
+
 def test_non_finite_losses_are_skipped_then_rolled_back(faceset_pair, tmp_path, monkeypatch):
     t = _trainer(faceset_pair, tmp_path / "run", steps=12, nan_patience=2, nan_lr_factor=0.25)
     t.train(tensorboard=False)  # a good checkpoint at step 12 to roll back to

@@ -28,7 +28,7 @@ import torch
 from faceswap import __version__
 from faceswap import faceset as fsmod
 from faceswap.config import option, to_dict
-from faceswap.data import FaceDataset, split_train_val
+from faceswap.data import FaceDataset
 from faceswap.errors import BadInput
 from faceswap.evaluate import identity, pose, temporal
 from faceswap.evaluate.analyze import CropAnalyzer
@@ -37,6 +37,7 @@ from faceswap.extract.masks import MASK_KINDS
 from faceswap.models import Autoencoder, build_model
 from faceswap.train import checkpoint as ck
 from faceswap.train.config import TrainConfig
+from faceswap.train.split_record import read_split, run_split
 from faceswap.train.trainer import check_facesets, pick_device, read_run_config
 
 log = logging.getLogger(__name__)
@@ -217,12 +218,15 @@ def evaluate_run(
     fs = {"a": fs_a, "b": fs_b}
     splits, same_split = {}, {}
     saved = run.state.get("facesets", {})
+    recorded = read_split(run_dir)
     for side, f in fs.items():
-        train_idx, val_idx = split_train_val(f, run.config.val_fraction, seed=run.config.seed)
+        train_idx, val_idx = run_split(f, side, recorded, run.config.val_fraction,
+                                       run.config.seed)  # fmt: skip
         splits[side] = {"train": sample(train_idx, cfg.max_faces),
                         "val": sample(val_idx, cfg.max_faces)}  # fmt: skip
         fp = saved.get(side, {}).get("fingerprint")
-        same_split[side] = fp is None or fp == f.fingerprint()
+        # a recorded split names the faces held out, so a changed set keeps them apart
+        same_split[side] = side in recorded or fp is None or fp == f.fingerprint()
         if not same_split[side]:
             log.warning("face set %s changed since training: its validation faces are not the "
                         "ones training held out, so the gap is not meaningful", side.upper())  # fmt: skip

@@ -37,7 +37,7 @@ import yaml
 from faceswap import __version__
 from faceswap import faceset as fsmod
 from faceswap.config import from_dict, to_dict
-from faceswap.data import BatchStream, FaceDataset, leak_report, split_train_val
+from faceswap.data import BatchStream, FaceDataset, leak_report
 from faceswap.data.facepool import describe, paths_of, record_of
 from faceswap.data.loader import balance_weights
 from faceswap.errors import BadInput
@@ -55,6 +55,7 @@ from faceswap.train.runlock import locked_run
 from faceswap.train.runtime import cpu_has_native_bf16, keep_freed_memory_in_heap
 from faceswap.train.schedules import PlateauState, ScheduleConfig, lr_at, plateau_update
 from faceswap.train.schedules import resolve as resolve_schedule
+from faceswap.train.split_record import read_split, run_split, write_split
 from faceswap.train.weight_import import describe_freeze, frozen_parts
 
 log = logging.getLogger(__name__)
@@ -173,8 +174,11 @@ class Trainer:
         on_gpu = self.device.type == "cuda"
         if not on_gpu and cfg.cpu_heap and keep_freed_memory_in_heap():
             log.debug("glibc heap kept: no mmap/munmap of activations every step")
+        recorded = read_split(self.run_dir)  # a resume keeps the faces its run held out
+        self.val_idx: dict[str, list[int]] = {}
         for side, fs in self.fs.items():
-            train_idx, val_idx = split_train_val(fs, cfg.val_fraction, seed=cfg.seed)
+            train_idx, val_idx = run_split(fs, side, recorded, cfg.val_fraction, cfg.seed)
+            self.val_idx[side] = val_idx
             if leak_report(fs, train_idx, val_idx):
                 raise RuntimeError("train/val split leaked neighbouring frames")  # a bug, not input
             if len(train_idx) < cfg.batch_size * dist.world_size:
@@ -686,6 +690,7 @@ class Trainer:
         cfg = self.cfg
         if self.is_main:
             write_run_config(self.run_dir, cfg)
+            write_split(self.run_dir, self.fs, self.val_idx)
             trim_metrics(self.run_dir, self.step)
         if tensorboard and self.is_main:
             from torch.utils.tensorboard import SummaryWriter
