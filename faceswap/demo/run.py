@@ -35,6 +35,7 @@ import yaml
 
 from faceswap.config import option
 from faceswap.errors import BadInput
+from faceswap.models.presets import DEFAULT_BATCH, DEFAULT_LR
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,9 @@ class DemoConfig:
     model: str = option("lightweight", "model preset or YAML")
     steps: int = option(300, "training steps of the A<->B model")
     fit_steps: int = option(80, "fit-training steps on the target clip")
-    batch_size: int = option(8, "faces per side per step")
-    lr: float = option(5e-4, "peak learning rate")
+    # the CPU training defaults (docs/quality.md measured them on the demo's pair too)
+    batch_size: int = option(DEFAULT_BATCH["cpu"], "faces per side per step")
+    lr: float = option(DEFAULT_LR["cpu"], "peak learning rate")
     workers: int = option(0, "extraction worker processes (0 = one per core)")
     budget_minutes: float = option(
         8.0,
@@ -110,8 +112,6 @@ PROFILES: dict[str, DemoConfig] = {
         budget_minutes=0.0,  # the end-to-end test runs its fixed steps
     ),
 }
-
-DEMO_FOREHEAD = 0.3  # convert --forehead for the demo's pair (see run_demo)
 
 # The `quick` profile's model: the smallest that still has every part.
 QUICK_MODEL = {"arch": "sae", "resolution": 64, "encoder_dims": 8, "decoder_dims": 8,
@@ -389,10 +389,10 @@ def run_demo(out: Path, profile: str = "auto", overwrite: bool = False,
                    str(faces / "target"), "-o", str(runs / "ab-target"), "--config",
                    str(out / "fit.yaml"), "--steps", str(cfg.fit_steps)], seconds, say)  # fmt: skip
     video = swapped / "target.mp4"
-    # B's fringe sits low on the forehead: a hull reaching 0.5 up (the old default; 0.4 now)
-    # pasted it over A's forehead as a dark band; 0.3 keeps it out (docs/quality.md)
+    # the forehead's reach is convert's default (auto): on this pair it takes 0.3, below B's
+    # fringe, which a fixed 0.5 pasted over A's forehead as a dark band (docs/quality.md)
     convert = [str(clips / "target.mp4"), "-m", str(runs / "ab-target"), "--alignments",
-               str(faces / "target"), "--forehead", str(DEMO_FOREHEAD)]  # fmt: skip
+               str(faces / "target")]  # fmt: skip
     _stage("convert", ["convert", *convert, "-o", str(video)], seconds, say)
     _stage("preview", ["convert", *convert, "-o", str(swapped / "target.preview.png"),
                        "--preview", "4"], seconds, say)  # fmt: skip
