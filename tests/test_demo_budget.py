@@ -19,18 +19,18 @@ from faceswap.demo.run import (
     train_config,
 )
 
-CPU = PROFILES["cpu"]  # 8 minutes, 300 + 80 planned steps
+CPU = PROFILES["cpu"]  # 8 minutes, 600 + 160 planned steps
 
 
 def test_training_gets_what_the_other_stages_leave():
     # a quiet machine: 1 min of render + extraction, the target extracted in 10 s
-    b = plan_budget(CPU, 60.0, 0.3, 10.0)
+    b = plan_budget(CPU, 60.0, 0.15, 10.0)
     assert b["reserved_seconds"] == {SWAPPED: 5.0, "convert, evaluate, report": 30.0}
     assert b["steps"] > 2 * CPU.steps and b["fit_steps"] > 2 * CPU.fit_steps
     assert b["estimated_minutes"] == pytest.approx(CPU.budget_minutes, rel=0.01)
     assert not b["floor"] and b["skipped"] == []
     # the same step time after slow extraction: fewer steps, the same total
-    slow = plan_budget(CPU, 240.0, 0.3, 40.0)
+    slow = plan_budget(CPU, 240.0, 0.15, 40.0)
     assert slow["steps"] < b["steps"] and slow["fit_steps"] < b["fit_steps"]
     assert slow["estimated_minutes"] == pytest.approx(CPU.budget_minutes, rel=0.01)
     # the training time is exactly what is left
@@ -51,25 +51,25 @@ def test_loaded_machine_gets_fewer_steps_within_the_budget(step_seconds):
     assert b["estimated_minutes"] == pytest.approx(CPU.budget_minutes, rel=0.01)
     # both cut by one factor
     assert b["steps"] / CPU.steps == pytest.approx(b["fit_steps"] / CPU.fit_steps, abs=0.02)
-    assert "cut from 300 and 80" in plan_line(b)
+    assert "cut from 600 and 160" in plan_line(b)
 
 
 def test_short_budget_cuts_the_optional_stage_before_the_floor():
-    # at 3 s a step the plan (1.15 x 380 steps) takes 1311 s and its floor 131 s; a target
+    # at 1.5 s a step the plan (1.15 x 760 steps) takes 1311 s and its floor 131 s; a target
     # extracted in 60 s reserves 30 s for the swapped clip's extraction and 180 s for the rest
-    room = plan_budget(CPU, 100.0, 3.0, 60.0)  # 170 s left: nothing cut
+    room = plan_budget(CPU, 100.0, 1.5, 60.0)  # 170 s left: nothing cut
     assert room["skipped"] == [] and not room["floor"]
-    cut = plan_budget(CPU, 150.0, 3.0, 60.0)  # 120 s left, 150 s without the swapped clip
+    cut = plan_budget(CPU, 150.0, 1.5, 60.0)  # 120 s left, 150 s without the swapped clip
     assert cut["skipped"] == [SWAPPED] and SWAPPED not in cut["reserved_seconds"]
-    assert not cut["floor"] and cut["steps"] == round(300 * 150 / (3.0 * 1.15 * 380))
+    assert not cut["floor"] and cut["steps"] == round(600 * 150 / (1.5 * 1.15 * 760))
     assert "cut: extract swapped" in plan_line(cut)
-    floor = plan_budget(CPU, 300.0, 3.0, 60.0)  # short even so: the floor
+    floor = plan_budget(CPU, 300.0, 1.5, 60.0)  # short even so: the floor
     assert floor["skipped"] == [SWAPPED] and floor["floor"]
-    assert floor["steps"] == round(0.1 * CPU.steps) == 30 and "floor of 10%" in plan_line(floor)
+    assert floor["steps"] == round(0.1 * CPU.steps) == 60 and "floor of 10%" in plan_line(floor)
     # the stages so far alone take longer than the budget: the floor still trains, and the
     # estimate says the demo will run over
-    over = plan_budget(CPU, 600.0, 3.0, 60.0)
-    assert over["steps"] == 30 and over["estimated_minutes"] > CPU.budget_minutes
+    over = plan_budget(CPU, 600.0, 1.5, 60.0)
+    assert over["steps"] == 60 and over["estimated_minutes"] > CPU.budget_minutes
 
 
 def test_no_budget_runs_the_plan():
@@ -82,13 +82,13 @@ def test_no_budget_runs_the_plan():
 
 
 def test_summary_says_what_the_budget_did():
-    b = plan_budget(CPU, 300.0, 3.0, 60.0)
+    b = plan_budget(CPU, 300.0, 1.5, 60.0)
     seconds = {"train": 150.0, "fit": 40.0, "total": 600.0}
     words = _budget_words({**b, "took_minutes": 10.0}, seconds)
-    assert "training 300 -> 30 steps, fit 80 -> 8 at 3.00 s a step (the floor" in words
+    assert "training 600 -> 60 steps, fit 160 -> 16 at 1.50 s a step (the floor" in words
     assert "cut: extract swapped" in words
     assert "over the budget by 120 s: the stages other than training and fit took 410 s" in words
-    quiet = plan_budget(CPU, 60.0, 0.3, 10.0)
+    quiet = plan_budget(CPU, 60.0, 0.15, 10.0)
     words = _budget_words({**quiet, "took_minutes": 7.5}, {"total": 450.0})
     assert "over" not in words and "cut" not in words
 

@@ -58,8 +58,10 @@ class DemoConfig:
     fps: float = option(24.0, "clip frame rate (validation holds out whole 2-second blocks)")
     face_size: int = option(128, "aligned face size the clips are extracted at")
     model: str = option("lightweight", "model preset or YAML")
-    steps: int = option(300, "training steps of the A<->B model")
-    fit_steps: int = option(80, "fit-training steps on the target clip")
+    # the plan at batch 4 (twice the steps it had at batch 8: the same faces seen), scaled by
+    # the budget between a tenth and 4x (plan_budget)
+    steps: int = option(600, "training steps of the A<->B model")
+    fit_steps: int = option(160, "fit-training steps on the target clip")
     # the CPU training defaults (docs/quality.md measured them on the demo's pair too)
     batch_size: int = option(DEFAULT_BATCH["cpu"], "faces per side per step")
     lr: float = option(DEFAULT_LR["cpu"], "peak learning rate")
