@@ -25,12 +25,12 @@ CPU = PROFILES["cpu"]  # 8 minutes, 600 + 160 planned steps
 def test_training_gets_what_the_other_stages_leave():
     # a quiet machine: 1 min of render + extraction, the target extracted in 10 s
     b = plan_budget(CPU, 60.0, 0.15, 10.0)
-    assert b["reserved_seconds"] == {SWAPPED: 5.0, "convert, evaluate, report": 30.0}
+    assert b["reserved_seconds"] == {SWAPPED: 5.0, "convert, evaluate, report": 60.0}
     assert b["steps"] > 2 * CPU.steps and b["fit_steps"] > 2 * CPU.fit_steps
     assert b["estimated_minutes"] == pytest.approx(CPU.budget_minutes, rel=0.01)
     assert not b["floor"] and b["skipped"] == []
     # the same step time after slow extraction: fewer steps, the same total
-    slow = plan_budget(CPU, 240.0, 0.15, 40.0)
+    slow = plan_budget(CPU, 240.0, 0.15, 20.0)
     assert slow["steps"] < b["steps"] and slow["fit_steps"] < b["fit_steps"]
     assert slow["estimated_minutes"] == pytest.approx(CPU.budget_minutes, rel=0.01)
     # the training time is exactly what is left
@@ -44,7 +44,7 @@ def test_very_fast_machine_stops_at_the_cap():
     assert top["estimated_minutes"] < CPU.budget_minutes  # done early rather than overtrained
 
 
-@pytest.mark.parametrize("step_seconds", [1.5, 3.0])
+@pytest.mark.parametrize("step_seconds", [1.0, 1.5])
 def test_loaded_machine_gets_fewer_steps_within_the_budget(step_seconds):
     b = plan_budget(CPU, 120.0, step_seconds, 20.0)
     assert b["steps"] < CPU.steps and b["fit_steps"] < CPU.fit_steps
@@ -56,19 +56,19 @@ def test_loaded_machine_gets_fewer_steps_within_the_budget(step_seconds):
 
 def test_short_budget_cuts_the_optional_stage_before_the_floor():
     # at 1.5 s a step the plan (1.15 x 760 steps) takes 1311 s and its floor 131 s; a target
-    # extracted in 60 s reserves 30 s for the swapped clip's extraction and 180 s for the rest
-    room = plan_budget(CPU, 100.0, 1.5, 60.0)  # 170 s left: nothing cut
+    # extracted in 20 s reserves 10 s for the swapped clip's extraction and 120 s for the rest
+    room = plan_budget(CPU, 100.0, 1.5, 20.0)  # 250 s left: nothing cut
     assert room["skipped"] == [] and not room["floor"]
-    cut = plan_budget(CPU, 150.0, 1.5, 60.0)  # 120 s left, 150 s without the swapped clip
+    cut = plan_budget(CPU, 225.0, 1.5, 20.0)  # 125 s left, 135 s without the swapped clip
     assert cut["skipped"] == [SWAPPED] and SWAPPED not in cut["reserved_seconds"]
-    assert not cut["floor"] and cut["steps"] == round(600 * 150 / (1.5 * 1.15 * 760))
+    assert not cut["floor"] and cut["steps"] == round(600 * 135 / (1.5 * 1.15 * 760))
     assert "cut: extract swapped" in plan_line(cut)
-    floor = plan_budget(CPU, 300.0, 1.5, 60.0)  # short even so: the floor
+    floor = plan_budget(CPU, 300.0, 1.5, 20.0)  # short even so: the floor
     assert floor["skipped"] == [SWAPPED] and floor["floor"]
     assert floor["steps"] == round(0.1 * CPU.steps) == 60 and "floor of 10%" in plan_line(floor)
     # the stages so far alone take longer than the budget: the floor still trains, and the
     # estimate says the demo will run over
-    over = plan_budget(CPU, 600.0, 1.5, 60.0)
+    over = plan_budget(CPU, 600.0, 1.5, 20.0)
     assert over["steps"] == 60 and over["estimated_minutes"] > CPU.budget_minutes
 
 
@@ -123,3 +123,15 @@ def test_budget_option(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "run_demo", record)
     assert main(["demo", "-o", str(tmp_path / "d"), "--budget", "15m"]) == 2
     assert seen == [15.0]
+
+
+def test_the_preview_pastes_at_the_reach_the_convert_chose(tmp_path):
+    from faceswap.demo.run import _reach_of
+
+    video = tmp_path / "target.mp4"
+    assert _reach_of(video) == []  # no label: convert's own default
+    label = tmp_path / "target.mp4.provenance.json"
+    label.write_text('{"settings": {"forehead": 0.3, "forehead_auto": true}}')
+    assert _reach_of(video) == ["--forehead", "0.3"]
+    label.write_text('{"settings": {}}')
+    assert _reach_of(video) == []

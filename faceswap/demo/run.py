@@ -229,9 +229,12 @@ def train_config(cfg: DemoConfig, device: str) -> dict[str, Any]:
 # as the extraction's do. In two measured cpu-profile runs on a loaded 2-core machine,
 # convert, its preview, evaluate and report took 0.8x the target's extraction (the load
 # falling meanwhile) and 4.0x (rising); extracting the swapped clip 0.24x (the one run that
-# did). The reserve sits towards the rising load. Training and fit get the rest.
+# did). The reserve sits towards the rising load. On a quiet machine the fixed costs
+# (evaluate and report load dlib's models; convert chooses the forehead's reach over a dozen
+# frames first) weigh more: one run took 7x a 3.5 s extraction for them and ran 19 s over
+# with 3x reserved. Training and fit get the rest.
 _SWAPPED_PER_EXTRACT = 0.5
-_REST_PER_EXTRACT = 3.0
+_REST_PER_EXTRACT = 6.0
 # Validation, previews and checkpoints on top of the steps themselves.
 _OVERHEAD = 1.15
 # Never fewer than this share of the planned steps, however short the budget: the swap must
@@ -341,6 +344,16 @@ def _stage(name: str, argv: list[str], seconds: dict[str, float], say: Callable[
     return True
 
 
+def _reach_of(video: Path) -> list[str]:
+    """`--forehead R` with the reach a convert of `video` used (from its provenance label),
+    or nothing when the label does not say."""
+    try:
+        reach = json.loads(Path(f"{video}.provenance.json").read_text())["settings"]["forehead"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return ["--forehead", str(reach)] if isinstance(reach, (int, float)) else []
+
+
 def run_demo(out: Path, profile: str = "auto", overwrite: bool = False,
              budget_minutes: float | None = None,
              say: Callable[[str], None] = print) -> DemoResult:  # fmt: skip
@@ -396,8 +409,10 @@ def run_demo(out: Path, profile: str = "auto", overwrite: bool = False,
     convert = [str(clips / "target.mp4"), "-m", str(runs / "ab-target"), "--alignments",
                str(faces / "target")]  # fmt: skip
     _stage("convert", ["convert", *convert, "-o", str(video)], seconds, say)
-    _stage("preview", ["convert", *convert, "-o", str(swapped / "target.preview.png"),
-                       "--preview", "4"], seconds, say)  # fmt: skip
+    # the preview pastes at the reach the convert chose (its label records it): the same
+    # picture as the video, without choosing again
+    _stage("preview", ["convert", *convert, *_reach_of(video), "-o",
+                       str(swapped / "target.preview.png"), "--preview", "4"], seconds, say)  # fmt: skip
     # Temporal stability needs the swapped faces found again in the output; an undertrained
     # model's faces may not be faces to dlib yet, and then that one metric is skipped.
     clip = ["--clip", str(faces / "swapped"), "--clip-source", str(faces / "target")]
