@@ -51,9 +51,11 @@ class AugmentConfig:
     color: float = option(0.1, "brightness/contrast/saturation/hue jitter strength, 0 = off")
     lighting: float = option(0.1, "low-frequency lighting gradient strength, 0 = off")
     # 0.75: the last quarter without warps gave 40% more detail at 1,200 CPU-seconds on both
-    # real pairs with identity held (docs/quality.md)
+    # real pairs with identity held; 0.5, the last half, then brought both pairs nearer B with
+    # as much detail, the mouth and seam better on d9-d6 (docs/quality.md). Measured on short
+    # CPU runs only: a long GPU run may want its warps longer.
     warp_until: float = option(
-        0.75,
+        0.5,
         "share of the run after which the input warps stop (DeepFaceLab turns them off to "
         "sharpen a converged model); 1 = always on",
     )
