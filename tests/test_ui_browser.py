@@ -337,7 +337,7 @@ def test_face_grid_scrolls_5000_faces(browser, tmp_path) -> None:
         # missed frames while flinging all 5000 faces past in 4 s (~2 rows a frame). A 2-core
         # AVX2 machine's software-rendered headless Chromium: p95 83 ms when every tile was
         # re-filled each frame, 50 ms since a face keeps its tile (p50 50 -> 33 ms)
-        assert p95 <= 50.1 and worst < 250
+        assert p95 < 50.5 and worst < 250  # 3 frames of 16.7 ms: 50.1 give or take rounding
         shot(d, "faces-5000")
 
 
