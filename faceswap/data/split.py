@@ -163,23 +163,20 @@ def _clip_end(fs: FaceSet, blocks: list[list[int]], order: np.ndarray, target: f
     cost a 125-face clip 25 faces plus 12 of guard band (30% of the set); its end costs 8 + 12.
     A set of stills holds out its smallest photo."""
     k = max(MIN_VAL_FACES, int(np.ceil(target)))
-    firsts: dict[str, int] = {}
-    lasts: dict[str, int] = {}
-    for b, block in enumerate(blocks):
-        key = fs.faces[block[0]].source
+    source = [fs.faces[block[0]].source for block in blocks]  # a clip's blocks are adjacent
+    tail: dict[int, bool] = {}  # a clip's first or last block -> hold out from its tail?
+    for b, key in enumerate(source):
         src = fs.sources.get(key)
         if src is None or src.kind == "image":
             continue
-        firsts.setdefault(key, b)
-        lasts[key] = b
-    # (block, from its end?) candidates in the seeded block order
-    ends = [(int(b), int(b) == lasts[fs.faces[blocks[b][0]].source]) for b in order
-            if int(b) in firsts.values() or int(b) in lasts.values()]  # fmt: skip
+        first, last = b == 0 or source[b - 1] != key, b + 1 == len(blocks) or source[b + 1] != key
+        if first or last:
+            tail[b] = last
+    ends = [int(b) for b in order if int(b) in tail]  # in the seeded block order
     if not ends:
         return sorted(min((blocks[int(b)] for b in order), key=len))
-    b, tail = ends[0]
-    block = blocks[b]
-    return sorted(block[-k:] if tail else block[:k])
+    block = blocks[ends[0]]
+    return sorted(block[-k:] if tail[ends[0]] else block[:k])
 
 
 def _split_pool(
