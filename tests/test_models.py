@@ -36,6 +36,7 @@ from faceswap.models.layers import UpscaleBlock
 PARAMS = {  # name: (total, encoder, one decoder)
     "original": (82_065_672, 69_662_976, 6_201_348),
     "lightweight": (14_754_440, 11_649_664, 1_552_388),
+    "lightweight-128": (14_837_064, 11_698_496, 1_569_284),
     "dfl-h128": (107_722_504, 77_018_880, 15_351_812),
     "sae-128": (60_657_288, 17_563_776, 21_546_756),
     "sae-256": (65_408_712, 22_315_200, 21_546_756),
@@ -86,7 +87,7 @@ def test_preset_sizes_and_shapes(name):
         assert z.ndim == 2  # flat features: the intermediates make the codes
     else:
         assert count_parameters(model.decoder_a) == count_parameters(model.decoder_b) == dec
-        assert z.shape == (2, model.spec.latent_ch, r // 8, r // 8)
+        assert z.shape == (2, model.spec.latent_ch, model.spec.latent_grid, model.spec.latent_grid)
     for side in "ab":
         rgb, mask = model.decode(z, side)
         assert rgb.shape == (2, 3, r, r)
@@ -235,6 +236,20 @@ def test_channels_last_matches_contiguous():
         model = model.to(memory_format=torch.channels_last)
         out, _ = model(x.to(memory_format=torch.channels_last), "a")
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_lightweight_128_adds_an_octave_around_the_64_px_model():
+    """The 128 px form keeps every 64 px stage and the dense layers; it adds a half-width stage
+    at each end, and no other size is accepted."""
+    small, large = (_meta(load_preset(n)) for n in ("lightweight", "lightweight-128"))
+    assert large.spec.enc[1:] == small.spec.enc and large.spec.enc[0] == small.spec.enc[0] // 2
+    assert large.spec.dec[:-1] == small.spec.dec and large.spec.dec[-1] == small.spec.dec[-1] // 2
+    assert large.encoder.dense_in.in_features == small.encoder.dense_in.in_features
+    flops = {n: flops_per_sample(_meta(load_preset(n)))["forward_backward"]
+             for n in ("lightweight", "lightweight-128", "sae-128-lite")}  # fmt: skip
+    assert flops["lightweight-128"] < 1.5 * flops["lightweight"] < flops["sae-128-lite"]
+    with pytest.raises(ValueError, match="lightweight works at resolution 64 or 128 only"):
+        ModelConfig(arch="lightweight", resolution=96)
 
 
 def test_sae_dense_layers_do_not_grow_with_resolution():

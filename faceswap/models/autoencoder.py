@@ -160,7 +160,8 @@ class Autoencoder(nn.Module):
         self.decoder_b = Decoder(spec, config.learn_mask, config.padding, config.icnr)
 
     def encode(self, x: Tensor) -> Tensor:
-        """(B, 3, R, R) RGB in [0, 1] -> latent (B, latent_ch, R/8, R/8)."""
+        """(B, 3, R, R) RGB in [0, 1] -> latent (B, latent_ch, 2g, 2g): R/8 but for
+        `lightweight-128`, whose latent is 64 px's 8x8."""
         return self.encoder(x)
 
     def decode(self, z: Tensor, side: str) -> tuple[Tensor, Tensor | None]:

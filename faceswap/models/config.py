@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from faceswap.config import check, option
 
 # Architecture name -> the only resolutions it accepts. The classic models are defined at one
-# size (their dense layers are sized for that grid); only `sae` scales with the resolution.
+# size (their dense layers are sized for that grid); `lightweight` has a 128 px form (one more
+# half-width stage at each end, same dense layers); `sae` and `liae` scale with the resolution.
 ARCH_NAMES = ("original", "lightweight", "dfl-h128", "sae", "liae")
-FIXED_RESOLUTION = {"original": 64, "lightweight": 64, "dfl-h128": 128}
+FIXED_RESOLUTION = {"original": (64,), "lightweight": (64, 128), "dfl-h128": (128,)}
 SAE_MIN_RES, SAE_MAX_RES, SAE_RES_STEP = 64, 512, 16
 PADDINGS = ("zero", "reflect")
 
@@ -23,7 +24,10 @@ class ModelConfig:
     """Architecture and widths of the shared-encoder, dual-decoder autoencoder."""
 
     arch: str = option("lightweight", "architecture: original, lightweight, dfl-h128, sae or liae")
-    resolution: int = option(64, "face side in pixels (fixed per arch; sae, liae: 64..512 step 16)")
+    resolution: int = option(
+        64, "face side in pixels (original 64, lightweight 64 or 128, dfl-h128 128; sae, liae: "
+        "64..512 step 16)"
+    )
     encoder_dims: int = option(64, "width E of the first encoder conv (E, 2E, 4E, 8E)")
     decoder_dims: int = option(32, "decoder width D: upscales 4D,2D,D (sae: 8D,4D,2D + res)")
     bottleneck: int = option(512, "size of the dense bottleneck, the shared identity-free code")
@@ -37,11 +41,11 @@ class ModelConfig:
             f"arch must be one of {', '.join(ARCH_NAMES)}, not {self.arch!r}",
         )
         if self.arch in FIXED_RESOLUTION:
-            need = FIXED_RESOLUTION[self.arch]
+            sizes = FIXED_RESOLUTION[self.arch]
             check(
-                self.resolution == need,
-                f"arch {self.arch} works at resolution {need} only, not {self.resolution} "
-                "(use arch sae for other sizes)",
+                self.resolution in sizes,
+                f"arch {self.arch} works at resolution {' or '.join(map(str, sizes))} only, "
+                f"not {self.resolution} (use arch sae for other sizes)",
             )
         else:
             check(
