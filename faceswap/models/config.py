@@ -25,8 +25,9 @@ class ModelConfig:
 
     arch: str = option("lightweight", "architecture: original, lightweight, dfl-h128, sae or liae")
     resolution: int = option(
-        64, "face side in pixels (original 64, lightweight 64 or 128, dfl-h128 128; sae, liae: "
-        "64..512 step 16)"
+        64,
+        "face side in pixels (original 64, lightweight 64 or 128, dfl-h128 128; sae, liae: "
+        "64..512 step 16)",
     )
     encoder_dims: int = option(64, "width E of the first encoder conv (E, 2E, 4E, 8E)")
     decoder_dims: int = option(32, "decoder width D: upscales 4D,2D,D (sae: 8D,4D,2D + res)")
