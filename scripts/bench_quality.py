@@ -243,7 +243,8 @@ def blurred_ceiling(clip: Path, fs, work: Path, judge) -> dict:
     and the judge only)."""
     from faceswap.evaluate.clip_quality import blurred_reference
 
-    return _cached(work / f"blurred-{clip.stem}.json",
+    # -v2: with the mouth gap (a cache from before lacks it)
+    return _cached(work / f"blurred-{clip.stem}-v2.json",
                    lambda: blurred_reference(str(clip), fs, judge))  # fmt: skip
 
 
@@ -267,7 +268,8 @@ def run_pair(name: str, args, judge) -> list[dict]:
     refs = references(fs_a, fs_b, str(clip_b))
     ceiling = blurred_ceiling(clip_a, fs_a, work, judge)
     print(f"{name}: A's clip blurred to a soft face (sigma IOD/20) scores mouth "
-          f"{fmt(ceiling['mouth_corr'])}, expression {fmt(ceiling['expression_corr'])} against itself")  # fmt: skip
+          f"{fmt(ceiling['mouth_corr'])} (gap {fmt(ceiling.get('mouth_gap'), 3)}), expression "
+          f"{fmt(ceiling['expression_corr'])} against itself")  # fmt: skip
     cfg = train_config(args.config, args.set)
     cfg.seed = args.seed
     run = work / "runs" / f"{name}-{args.from_run or args.tag}-s{args.seed}"
@@ -321,6 +323,7 @@ def print_row(r: dict) -> None:
           f"dA {fmt(r['dist_a'])} dB {fmt(r['dist_b'])} | pose {fmt(p['yaw'], 1)}/"
           f"{fmt(p['pitch'], 1)}/{fmt(p['roll'], 1)} track {fmt(t.get('yaw'), 1)}/"
           f"{fmt(t.get('pitch'), 1)}/{fmt(t.get('roll'), 1)} | mouth {fmt(r['mouth_corr'])} "
+          f"gap {fmt(r.get('mouth_gap'), 3)} "
           f"expr {fmt(r.get('expression_corr'))} | "
           f"detail {fmt(r['detail'])} | seam {fmt(r['seam'])} | flicker {fmt(r['flicker'])} | "
           f"found {fmt(100 * r['found'], 0)}%", flush=True)  # fmt: skip

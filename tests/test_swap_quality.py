@@ -146,6 +146,12 @@ def test_mouth_opening_and_correlation():
     assert sq.correlation(series, 2 * series + 1) == pytest.approx(1.0)
     assert sq.correlation(series, -series) == pytest.approx(-1.0)
     assert sq.correlation(series, np.ones(5)) is None
+    # a mouth drawn half open over a closed one follows its movement, and is still wrong
+    closed_clip = np.array([0.0, 0.01, 0.0, 0.02, 0.0])
+    assert sq.correlation(closed_clip, closed_clip + 0.08) == pytest.approx(1.0)
+    assert sq.mouth_gap_error(closed_clip, closed_clip + 0.08) == pytest.approx(0.08)
+    assert sq.mouth_gap_error(closed_clip, closed_clip) == 0.0
+    assert sq.mouth_gap_error([], []) is None
 
 
 def test_expression_follows_the_face_not_the_head_and_a_static_face_scores_zero():
@@ -219,12 +225,14 @@ def test_judging_an_unswapped_clip(astronaut_clip, extracted, capsys):
     _print_swap_quality(q)  # what `faceswap evaluate --swap-video` prints
     out = capsys.readouterr().out
     assert "verified as B 0%" in out and "constant tilt" in out and "expression corr" in out
+    assert q["mouth_gap"] is not None and q["mouth_gap"] < 0.01 and "mouth gap" in out
     # a perfect model keeps more of the face's detail the higher its resolution
     low, high = (resolution_ceiling(str(astronaut_clip[0]), fs, r, frames=6) for r in (32, 64))
     assert 0.0 < low < high < 1.2
     soft = blurred_reference(str(astronaut_clip[0]), fs, frames=6)
-    assert set(soft) == {"mouth_corr", "expression_corr"}
+    assert set(soft) == {"mouth_corr", "mouth_gap", "expression_corr"}
     assert all(v is None or -1.0 <= v <= 1.0 for v in soft.values())
+    assert soft["mouth_gap"] is None or soft["mouth_gap"] >= 0.0
 
 
 def test_evaluate_swap_video_bad_input(tiny_run, faceset_pair, astronaut_clip, tmp_path, capsys):

@@ -157,7 +157,8 @@ def _print_swap_quality(q: dict[str, Any]) -> None:
     print(f"    pose error yaw/pitch/roll {_num(p['yaw'], '.1f')}/{_num(p['pitch'], '.1f')}/"
           f"{_num(p['roll'], '.1f')} deg (less B's constant tilt: {_num(t['yaw'], '.1f')}/"
           f"{_num(t['pitch'], '.1f')}/{_num(t['roll'], '.1f')}), mouth corr "
-          f"{_num(q['mouth_corr'], '.2f')}, expression corr "
+          f"{_num(q['mouth_corr'], '.2f')} (mouth gap {_num(q.get('mouth_gap'), '.3f')} of the "
+          f"face height), expression corr "
           f"{_num(q.get('expression_corr'), '.2f')}, detail "
           f"{_num(q['detail'], '.2f')} of B's, seam {_num(q['seam'], '.2f')}, flicker "
           f"{_num(q['flicker'], '.2f')}, face found {pct(q['found'])}")  # fmt: skip

@@ -89,7 +89,7 @@ def blurred_reference(
     frames: int = JUDGE_FRAMES,
     sigma_iod: float = 1 / 20,
 ) -> dict[str, float | None]:
-    """The mouth and expression correlations of the *original* clip against itself blurred by
+    """The mouth and expression figures of the *original* clip against itself blurred by
     sigma = IOD/20 (the blur that scores detail 0.08): what a swap that copied every
     expression exactly but held a blurred face's detail would score, since dlib's landmarks
     on a soft face are noisier. The ceiling the expression figures are read against."""
@@ -113,6 +113,7 @@ def blurred_reference(
         expr_o.append(sq.expression_features(lm)[0])
         expr_b.append(sq.expression_features(b["landmarks"])[0])
     return {"mouth_corr": sq.correlation(mouth_o, mouth_b),
+            "mouth_gap": sq.mouth_gap_error(mouth_o, mouth_b),
             "expression_corr": sq.expression_correlation(np.array(expr_o), np.array(expr_b))}  # fmt: skip
 
 
@@ -230,6 +231,7 @@ def judge_video(
         "pose": sq.pose_difference(np.array(pose_o), np.array(pose_s)),
         "pose_tracking": sq.pose_tracking(np.array(pose_o), np.array(pose_s)),
         "mouth_corr": sq.correlation(mouth_o, mouth_s),
+        "mouth_gap": sq.mouth_gap_error(mouth_o, mouth_s),
         "expression_corr": sq.expression_correlation(np.array(expr_o), np.array(expr_s)),
         "detail": float(np.median(detail_b)) / refs["detail_b"] if detail_b else 0.0,
         "detail_all": float(np.median(detail_all)) / refs["detail_b"] if detail_all else None,

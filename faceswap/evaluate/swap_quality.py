@@ -169,6 +169,15 @@ def expression_correlation(orig: np.ndarray, swap: np.ndarray) -> float | None:
     return float(np.mean(per)) if per else None
 
 
+def mouth_gap_error(original: np.ndarray, swapped: np.ndarray) -> float | None:
+    """Median |inner-lip gap of the swap - that of the original| over the frames, in face
+    heights (mouth_opening's unit). A correlation ignores a constant offset: a swap that
+    draws B's half-open mouth over every one of A's closed ones can still follow the little
+    movement there is. This is that offset (None without frames)."""
+    o, s = np.asarray(original, np.float64), np.asarray(swapped, np.float64)
+    return float(np.median(np.abs(s - o))) if len(o) else None
+
+
 def correlation(x: np.ndarray, y: np.ndarray) -> float | None:
     """Pearson correlation of two series; None when either is constant or too short."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
