@@ -330,6 +330,37 @@ def test_recommendation_names_the_pose_gap_and_the_share() -> None:
     assert all(r["level"] == "warn" for r in recommend(numbers)[:4])
 
 
+def test_mouth_gaps_find_the_mouths_a_set_never_shows() -> None:
+    # B talks throughout: its lips are parted by 2-10% of the face height, never closed
+    b = np.linspace(0.02, 0.10, 40)
+    target = np.array([0.0, 0.004, 0.021, 0.05, 0.10, 0.12, 0.2])
+    gaps = coverage.mouth_gaps(b, target, min_faces=3)
+    closed, wide = gaps
+    assert closed["side"] == -1 and closed["faces"] == 2  # 0.021 is within the tolerance
+    assert closed["limit"] == pytest.approx(b[2], abs=1e-4)
+    assert (
+        wide["side"] == 1 and wide["faces"] == 2 and wide["share"] == pytest.approx(2 / 7, abs=1e-5)
+    )
+    own = np.array([True, False, False, False, False, False, True])  # B's own faces are shown
+    assert [g["faces"] for g in coverage.mouth_gaps(b, target, own, 3)] == [1, 1]
+    assert coverage.mouth_gaps(b[:2], target, min_faces=3) == []  # too few faces to say
+    assert coverage.mouth_gaps(target, target, min_faces=1) == []
+
+
+def test_recommendation_names_the_mouth_b_never_shows() -> None:
+    numbers = {"sets": {}, "mouth_coverage": {
+        "A": [], "B": [{"side": -1, "limit": 0.0134, "share": 0.7, "faces": 409},
+                       {"side": 1, "limit": 0.2, "share": 0.01, "faces": 3}]}}  # fmt: skip
+    recs = recommend(numbers)
+    assert recs[0]["level"] == "warn" and recs[0]["topic"] == "expression"
+    assert recs[0]["text"].startswith(
+        "70% of the target clip (409 faces) has the mouth more closed than B's face set ever "
+        "shows (its most closed faces still part the lips by 1.3% of the face height)"
+    )
+    assert "Add B footage with the mouth closed" in recs[0]["text"]
+    assert not any("wider open" in r["text"] for r in recs)  # 1% is under the warning share
+
+
 def test_no_problems_gives_one_info_line() -> None:
     ok = {"faces": 2000, "path": "p", "blurry": 0, "near_duplicates": 0,
           "brightness": {"median": 120.0}, "identity": None}  # fmt: skip

@@ -45,6 +45,10 @@ def report(tmp_path_factory, faceset_pair, tiny_run) -> tuple[Path, dict, set[in
         if i % SHIFTED == 0:
             f.yaw += 40.0
             turned.add(f.frame)
+        elif i % SHIFTED == 1:  # the mouth opened wider than A's or B's ever is
+            lm = f.landmarks_array().copy()
+            lm[65:68, 1] += 0.3 * np.linalg.norm(lm[8] - lm[27])
+            f.landmarks = lm
     fs.save()
     cfg = ReportConfig(identity_sample=6, lighting_sample=60)
     numbers = write_report(root / "out", fsmod.load(a), fsmod.load(b), fsmod.load(target),
@@ -70,6 +74,12 @@ def test_report_numbers(report) -> None:
     for s in cov["sets"].values():
         assert all(g["share"] <= s["share"] <= cov["outside_share"] for g in s["gaps"])
     assert cov["sets"]["A"]["share"] <= len(turned) / cov["faces"] + 1e-6
+    # the opened mouths: beyond B's widest (A's own faces, so A shows them)
+    mouth = numbers["mouth_coverage"]
+    assert mouth["A"] == [] and [g["side"] for g in mouth["B"]] == [1]
+    assert mouth["B"][0]["share"] == pytest.approx(1 / SHIFTED, abs=0.02)
+    assert any("has the mouth wider open than B's face set ever shows" in t for t in texts)
+    assert numbers["sets"]["target"]["mouth_extent"][1] > numbers["sets"]["B"]["mouth_extent"][1]
     # the sets store no embeddings: a sample was embedded, all one person
     for name in ("A", "B"):
         ident = numbers["sets"][name]["identity"]
@@ -98,6 +108,7 @@ def test_page_is_self_contained(report) -> None:
     assert not re.search(r"(href|src)=\"?https?:", page)
     for section in ("recommendations", "coverage", "quality", "identity", "training"):
         assert f"id='{section}'" in page
+    assert "Mouth wider open than B shows" in page and "mouth from" in page
 
 
 def test_run_curves_overfitting_marker_and_lr(tmp_path: Path) -> None:

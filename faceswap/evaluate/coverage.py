@@ -1,4 +1,4 @@
-"""Pose coverage of face sets and the target frames that fall outside it.
+"""Pose and mouth coverage of face sets and the target frames that fall outside it.
 
 A model only learns the poses it is shown: decoder B cannot draw B turned 45 degrees if B's face
 set never turns that far. Poses are (yaw, pitch) in degrees from the face-set index.
@@ -11,6 +11,11 @@ needs the encoder to know the pose (A) and decoder B to draw it (B). The per-axi
 B's pitch") only sort the faces a set does not cover by the direction in which they leave its
 range, so a gap's share is never larger than that set's uncovered share, which is never larger
 than the outside share.
+
+The mouth is one more axis a decoder only learns where it is shown: a face set of B talking
+throughout never closes its mouth, and decoder B then draws B's parted lips over every closed
+mouth of A (docs/quality.md). `mouth_gaps` finds the target faces whose inner-lip gap lies
+beyond a set's range.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from faceswap.evaluate.swap_quality import mouth_opening
 from faceswap.faceset import FaceSet, merge_spans
 
 YAW_LIMIT = 90.0
 PITCH_LIMIT = 60.0
+# How far (in face heights, mouth_opening's unit) a target's mouth may lie beyond a set's most
+# closed or most open faces and still count as shown: ~1 px of a 200 px face, dlib's noise.
+MOUTH_TOLERANCE = 0.005
 
 
 def poses_of(fs: FaceSet) -> np.ndarray:
@@ -145,4 +154,36 @@ def ood_target(
         spans.setdefault(f.source, []).append(f.frame)
     out["outside"] = faces
     out["outside_spans"] = {k: frame_spans(v) for k, v in spans.items()}
+    return out
+
+
+def mouths_of(fs: FaceSet) -> np.ndarray:
+    """(N,) mouth opening (inner-lip gap over face height) of the set's faces."""
+    if not fs.faces:
+        return np.zeros(0, np.float64)
+    return mouth_opening(np.stack([f.landmarks_array() for f in fs.faces]))
+
+
+def mouth_gaps(
+    train: np.ndarray,
+    target: np.ndarray,
+    own: np.ndarray | None = None,
+    min_faces: int = 3,
+    tolerance: float = MOUTH_TOLERANCE,
+) -> list[dict]:
+    """The target faces whose mouth is more closed (side -1) or more open (+1) than the set's
+    extent, by more than `tolerance`: {"side", "limit" (the set's min_faces-th most closed or
+    most open face), "share" (of all target faces), "faces"}, for each side with one. `own`:
+    target faces that are the set's own (shown, whatever their opening)."""
+    target = np.asarray(target, np.float64).reshape(-1)
+    ext = extent(train, min_faces)
+    if ext is None or len(target) == 0:
+        return []
+    shown = np.zeros(len(target), bool) if own is None else np.asarray(own, bool)
+    out = []
+    for side, limit in ((-1, ext[0]), (1, ext[1])):
+        beyond = ~shown & (side * (target - limit) > tolerance)
+        if beyond.any():
+            out.append({"side": side, "limit": round(limit, 4),
+                        "share": round(float(beyond.mean()), 5), "faces": int(beyond.sum())})  # fmt: skip
     return out

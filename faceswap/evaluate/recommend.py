@@ -79,6 +79,28 @@ def _coverage(numbers: dict[str, Any], out: list[dict[str, str]]) -> None:
                     "turns as far, or give --target to see how much of the clip is affected.")})  # fmt: skip
 
 
+def _mouth_coverage(numbers: dict[str, Any], out: list[dict[str, str]]) -> None:
+    for name, gaps in (numbers.get("mouth_coverage") or {}).items():
+        draws = (f"decoder {name} draws its nearest mouth there instead" if name == "B" else
+                 "the encoder and decoder A have not learned these mouths")  # fmt: skip
+        for g in gaps:
+            if g["share"] < GAP_SHARE:
+                continue
+            gap = f"{100 * g['limit']:.1f}% of the face height"
+            if g["side"] < 0:
+                what, why, want = (
+                    "more closed",
+                    f"its most closed faces still part the lips by {gap}",
+                    "closed",
+                )
+            else:
+                what, why, want = "wider open", f"its widest opens {gap}", "open as wide"
+            out.append({"level": "warn", "topic": "expression", "text": (
+                f"{_pct(g['share'])} of the target clip ({g['faces']} faces) has the mouth "
+                f"{what} than {name}'s face set ever shows ({why}): {draws}. Add {name} "
+                f"footage with the mouth {want}.")})  # fmt: skip
+
+
 def _facesets(numbers: dict[str, Any], out: list[dict[str, str]]) -> None:
     sets = dict(_sets(numbers))
     for name, s in sets.items():
@@ -168,6 +190,7 @@ def recommend(numbers: dict[str, Any]) -> list[dict[str, str]]:
     """Recommendations for the report numbers (see module doc); one info line when all is well."""
     out: list[dict[str, str]] = []
     _coverage(numbers, out)
+    _mouth_coverage(numbers, out)
     _facesets(numbers, out)
     _run(numbers, out)
     if not any(r["level"] == "warn" for r in out):

@@ -123,6 +123,7 @@ def _embeddings(fs: FaceSet, cfg: ReportConfig, analyzer) -> tuple[np.ndarray, l
 def profile(fs: FaceSet, cfg: ReportConfig, analyzer) -> tuple[dict[str, Any], dict[str, Any]]:
     """(numbers, arrays) of one face set: pose, blur, lighting, identity spread, duplicates."""
     poses = coverage.poses_of(fs)
+    mouths = coverage.mouths_of(fs)
     blur = np.asarray([f.blur for f in fs.faces], np.float64)
     light_idx = _spread(len(fs.faces), cfg.lighting_sample)
     bright, balance = lighting(fs, light_idx)
@@ -135,6 +136,8 @@ def profile(fs: FaceSet, cfg: ReportConfig, analyzer) -> tuple[dict[str, Any], d
         "pitch": summarize(poses[:, 1]),
         "yaw_extent": coverage.extent(poses[:, 0], cfg.min_faces),
         "pitch_extent": coverage.extent(poses[:, 1], cfg.min_faces),
+        "mouth": summarize(mouths),
+        "mouth_extent": coverage.extent(mouths, cfg.min_faces),
         "blur": summarize(blur),
         "blurry": int((blur < BLUR_FLOOR).sum()),
         "brightness": summarize(bright),
@@ -142,7 +145,7 @@ def profile(fs: FaceSet, cfg: ReportConfig, analyzer) -> tuple[dict[str, Any], d
         "near_duplicates": len(find_duplicates(fs)) if len(fs.faces) > 1 else 0,
         "identity": None,
     }
-    arrays: dict[str, Any] = {"poses": poses, "blur": blur, "brightness": bright,
+    arrays: dict[str, Any] = {"poses": poses, "mouths": mouths, "blur": blur, "brightness": bright,
                               "balance": balance, "identity": None, "outliers": []}  # fmt: skip
     emb, idx, computed = _embeddings(fs, cfg, analyzer)
     if len(idx) >= 2:
@@ -278,11 +281,16 @@ def gather(
         numbers["sets"][name], arrays["sets"][name] = profile(fs, cfg, analyzer)
     cents = {k: a["centroid"] for k, a in arrays["sets"].items() if "centroid" in a}
     numbers["identity_gap"] = identity.centroid_gap({k: cents[k] for k in ("A", "B") if k in cents})
-    numbers["coverage"] = None
+    numbers["coverage"] = numbers["mouth_coverage"] = None
     if target is not None:
         train = {k: arrays["sets"][k]["poses"] for k in ("A", "B")}
         own = {"A": coverage.members(fs_a, target), "B": coverage.members(fs_b, target)}
         numbers["coverage"] = coverage.ood_target(train, target, cfg.radius, cfg.min_faces, own)
+        mouths = arrays["sets"]["target"]["mouths"]
+        numbers["mouth_coverage"] = {
+            k: coverage.mouth_gaps(arrays["sets"][k]["mouths"], mouths, own[k], cfg.min_faces)
+            for k in ("A", "B")
+        }
     numbers["run"] = None
     if run_dir is not None:
         numbers["run"], arrays["run"] = run_numbers(run_dir)
@@ -469,12 +477,26 @@ def _stat(d: dict[str, Any] | None, key: str = "median") -> Any:
     return None if not d else d.get(key)
 
 
+def _percent(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
 def _coverage_html(numbers: dict[str, Any], png: bytes) -> str:
     parts = ["<h2 id='coverage'>Pose coverage</h2>", _img(png, "yaw x pitch coverage")]
     sets = numbers["sets"]
-    rows = [[k, s["faces"], *(s["yaw_extent"] or (None, None)), *(s["pitch_extent"] or (None, None))]
+    rows = [[k, s["faces"], *(s["yaw_extent"] or (None, None)), *(s["pitch_extent"] or (None, None)),
+             *(_percent(v) for v in s.get("mouth_extent") or (None, None))]
             for k, s in sets.items()]  # fmt: skip
-    parts.append(_table(["set", "faces", "yaw from", "yaw to", "pitch from", "pitch to"], rows))
+    parts.append(_table(["set", "faces", "yaw from", "yaw to", "pitch from", "pitch to",
+                         "mouth from", "mouth to"], rows))  # fmt: skip
+    k = numbers["config"]["min_faces"] - 1
+    parts.append("<p class='note'>Mouth: the inner-lip gap in % of the face height (0 = closed). "
+                 f"Every range leaves out the {k} most extreme faces at each end.</p>")  # fmt: skip
+    for name, gaps in (numbers.get("mouth_coverage") or {}).items():
+        for g in gaps:
+            what = "more closed" if g["side"] < 0 else "wider open"
+            parts.append(f"<p>Mouth {what} than {name} shows: <b>{100 * g['share']:.1f}%</b> "
+                         f"of the target ({g['faces']} faces).</p>")  # fmt: skip
     cov = numbers["coverage"]
     if cov:
         miss = ", ".join(f"{k} misses {100 * (v['share'] or 0):.1f}%"
