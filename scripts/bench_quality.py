@@ -219,6 +219,16 @@ def train_config(path: str | None, overrides: list[str]):
     from faceswap.train.config import TrainConfig
 
     data = load_yaml(path) if path else {}
+    if "model" not in data and not any(o.startswith("model.") for o in overrides):
+        # what `faceswap train` builds when no model is named: the device's default preset,
+        # with its peak LR and batch unless given
+        from faceswap.models.presets import PRESET_VALUES, default_batch, default_lr, default_preset
+        from faceswap.train.trainer import pick_device
+
+        device = pick_device(data.get("device", "auto")).type
+        data["model"] = dict(PRESET_VALUES[default_preset(device)])
+        data.setdefault("schedule", {}).setdefault("lr", default_lr(device))
+        data.setdefault("batch_size", default_batch(device))
     for item in overrides:
         key, _, value = item.partition("=")
         node = data

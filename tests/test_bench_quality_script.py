@@ -82,3 +82,22 @@ def test_a_warm_start_of_named_parts_leaves_the_others_fresh(
     )
     _, state = ck.load_model_weights(marks[0.5]["checkpoint"])
     assert state["lineage"]["parts"] == ["encoder"]
+
+
+def test_the_bench_defaults_are_what_train_builds_with_no_options(bench, monkeypatch):
+    """`--tag defaults` with no config means the model, LR and batch `faceswap train` picks on
+    this device; a model named in --set or a config keeps the TrainConfig defaults around it."""
+    import torch
+
+    from faceswap.cli import build_parser
+    from faceswap.cli.train import _train_config
+    from faceswap.train import trainer
+
+    for device in ("cpu", "cuda"):
+        monkeypatch.setattr(trainer, "pick_device", lambda _, d=device: torch.device(d))
+        cli = _train_config(build_parser().parse_args(["train", "-A", "a", "-B", "b", "-o", "r"]))
+        ours = bench.train_config(None, [])
+        assert (ours.model, ours.schedule.lr, ours.batch_size) == (
+            cli.model, cli.schedule.lr, cli.batch_size)  # fmt: skip
+    named = bench.train_config(None, ["model.arch=lightweight", "model.resolution=64"])
+    assert named.model.resolution == 64 and named.batch_size == 4

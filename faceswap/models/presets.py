@@ -26,8 +26,9 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
     # For CPUs and small GPUs: ~15 M parameters, a quarter of original's FLOPs.
     "lightweight": {"arch": "lightweight", "resolution": 64, "encoder_dims": 64,
                     "decoder_dims": 32, "bottleneck": 512},
-    # lightweight at 128 px: a half-width stage added at each end (~1.3x lightweight's FLOPs),
-    # for a CPU run that wants more than 64 px of detail at lightweight's pace.
+    # lightweight at 128 px: a half-width stage added at each end (1.38x lightweight's FLOPs,
+    # ~1.5x its time a step), for more than 64 px of detail on a CPU; one run in four at LR 8e-4
+    # collapsed to a flat colour (docs/quality.md), so it is not the default.
     "lightweight-128": {"arch": "lightweight", "resolution": 128, "encoder_dims": 64,
                         "decoder_dims": 32, "bottleneck": 512},
     # DeepFaceLab H128.
