@@ -15,6 +15,7 @@ from faceswap.train.lr_find import lr_range, plot_lr_find, run_lr_find, suggest_
 from faceswap.train.monitor import (
     MonitorState,
     event_kind,
+    flat_output,
     generalization_gap,
     generalization_ratio,
     monitor_update,
@@ -203,6 +204,24 @@ def test_monitor_no_overfitting_when_train_rises_too():
         seen += ev
     assert [event_kind(e) for e in seen] == ["best"]
     assert state.rising == 4
+
+
+def test_flat_output_is_one_colour_on_every_face():
+    import torch
+    from skimage import data
+
+    flat = torch.zeros(3, 3, 32, 32)
+    flat[:, 0] = 1.0  # the red a collapsed decoder draws
+    assert flat_output(flat)
+    assert flat_output(flat * 0.995 + 0.004 * torch.rand(3, 3, 32, 32))  # a grey level off
+    speckled = flat.clone()
+    speckled[:, :, ::16, ::16] = 0.5  # a few stray pixels, as the collapsed run's preview had
+    assert flat_output(speckled)
+    face = torch.from_numpy(data.astronaut()[::8, ::8].copy()).permute(2, 0, 1).float() / 255
+    assert not flat_output(face[None])
+    assert not flat_output(torch.cat([flat[:2], face[None, :, :32, :32]]))  # one face drawn
+    assert not flat_output(torch.rand(2, 3, 32, 32))
+    assert not flat_output(torch.full((2, 3, 32, 32), 0.5))  # an untrained decoder's grey
 
 
 def test_monitor_new_streak_warns_again():

@@ -400,3 +400,23 @@ def test_the_default_model_comes_with_its_lr_and_batch(monkeypatch, device, argv
     cfg = _train_config(args)
     assert cfg.model == model_config_from(model, {}) and cfg.schedule.lr == pytest.approx(lr)
     assert cfg.batch_size == batch
+
+
+def test_a_decoder_that_collapses_to_a_flat_colour_is_said_once(faceset_pair, tmp_path):
+    """Saturated sigmoids give a flat colour and a loss that stops moving; the run says so
+    once (not at every evaluation), for that side only, and notes when it draws faces again."""
+    t = _trainer(faceset_pair, tmp_path / "run")
+    t.run_dir.mkdir(parents=True, exist_ok=True)  # train() makes it; _evaluate writes there
+    rgb = t.model.decoder_b.rgb
+    saved = rgb.bias.detach().clone()
+    with torch.no_grad():
+        rgb.bias.copy_(torch.tensor([60.0, -60.0, -60.0]))  # red, whatever comes in
+    t._evaluate()
+    t._evaluate()
+    said = [e for e in t.events if "collapsed" in e]
+    assert len(said) == 1 and "decoder B draws one flat colour" in said[0]
+    assert t.flat == {"b"}
+    with torch.no_grad():
+        rgb.bias.copy_(saved)
+    t._evaluate()
+    assert t.flat == set() and len([e for e in t.events if "collapsed" in e]) == 1

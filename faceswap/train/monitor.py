@@ -1,4 +1,5 @@
 """Overfitting monitor: tracks train/validation loss per evaluation. Pure and serializable.
+Also `flat_output`, the check for a decoder that collapsed to one flat colour.
 
 `monitor_update` returns a new state and a list of events, each a string "<kind>: <message>":
 
@@ -16,8 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "SATURATED",
+    "SATURATED_SHARE",
     "MonitorState",
     "event_kind",
+    "flat_output",
     "generalization_gap",
     "generalization_ratio",
     "monitor_update",
@@ -105,3 +109,21 @@ def generalization_ratio(train_loss: float, val_loss: float) -> float:
     if train_loss <= 0:
         return 1.0 if val_loss <= 0 else math.inf
     return val_loss / train_loss
+
+
+# A value within this of 0 or 1 is a saturated sigmoid's. A face drawn in such values almost
+# everywhere is one flat colour (a few stray pixels aside): no real face is, and an untrained
+# decoder draws a near-flat grey (sigmoid(0) = 0.5), a start, not a collapse.
+SATURATED = 0.02
+SATURATED_SHARE = 0.98
+
+
+def flat_output(rgb: Any) -> bool:
+    """True when every face of a (B, 3, R, R) batch of decoded faces is drawn in saturated
+    values (0 or 1) for at least SATURATED_SHARE of its pixels and channels. A decoder whose
+    sigmoids saturated draws that, a flat colour (a `lightweight-128` run at LR 8e-4 did: its
+    latent reached ~10^5, docs/quality.md); no gradient comes back through a saturated
+    sigmoid, so the loss stops moving while the run goes on."""
+    v = rgb.float().flatten(1)  # (B, 3 * R * R)
+    pinned = ((v < SATURATED) | (v > 1 - SATURATED)).float().mean(dim=1)  # (B,)
+    return bool((pinned >= SATURATED_SHARE).all())

@@ -50,7 +50,7 @@ from faceswap.train.budget import CALIBRATE, RE_ESTIMATE, BudgetClock, estimate_
 from faceswap.train.config import TrainConfig
 from faceswap.train.discriminator import GanTerm
 from faceswap.train.losses import FaceLoss
-from faceswap.train.monitor import MonitorState, event_kind, monitor_update
+from faceswap.train.monitor import MonitorState, event_kind, flat_output, monitor_update
 from faceswap.train.runlock import locked_run
 from faceswap.train.runtime import cpu_has_native_bf16, keep_freed_memory_in_heap
 from faceswap.train.schedules import PlateauState, ScheduleConfig, lr_at, plateau_update
@@ -227,6 +227,7 @@ class Trainer:
         self.lr_scale = 1.0  # lowered by NaN rollbacks
         self.nan_streak = 0
         self.events: list[str] = []
+        self.flat: set[str] = set()  # sides whose decoder draws one flat colour (warned once)
         self.train_losses: list[float] = []  # since the last validation
         self.gan_losses: list[tuple[float, float]] = []  # (G's term, D's loss) since then
         self.writer = None
@@ -640,9 +641,40 @@ class Trainer:
             self.writer.add_image("preview", grid, self.step, dataformats="HWC")
         return path
 
+    @torch.no_grad()
+    def flat_sides(self, n: int = 4) -> set[str]:
+        """The sides whose decoder draws one flat colour on each of `n` preview faces
+        (monitor.flat_output): a collapsed decoder."""
+        self.model.eval()
+        flat = set()
+        for side in ("a", "b"):
+            x = torch.stack([self._clean_face(side, k) for k in self.preview_faces(side, n)])
+            with self._autocast():
+                rgb, _ = self.model(self._prep({"x": x})["x"], side)
+            if flat_output(rgb):
+                flat.add(side)
+        return flat
+
+    def _warn_flat(self) -> None:
+        """Say once when a decoder collapses to a flat colour (and when it draws faces again):
+        validation alone reads as a plateau."""
+        flat = self.flat_sides()
+        for side in sorted(flat - self.flat):
+            e = (f"collapsed: decoder {side.upper()} draws one flat colour for every face (its "
+                 "outputs saturated, so little gradient comes back and the loss stops moving); "
+                 "if the preview stays flat, resume from an earlier checkpoint with a lower "
+                 "--lr")  # fmt: skip
+            log.warning(e)
+            self.events.append(f"step {self.step}: {e}")
+        for side in sorted(self.flat - flat):
+            log.info("decoder %s draws faces again at step %d", side.upper(), self.step)
+        self.flat = flat
+
     def _evaluate(self) -> tuple[dict[str, float], bool, bool]:
-        """Validation + monitor + plateau. Returns (val losses, is best, stop early)."""
+        """Validation + monitor + plateau + the flat-colour check. Returns (val losses, is
+        best, stop early)."""
         val = self.validate()
+        self._warn_flat()
         val_mean = (val["a"] + val["b"]) / 2
         train_mean = float(np.mean(self.train_losses)) / 2 if self.train_losses else val_mean
         self.train_losses = []
