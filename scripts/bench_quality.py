@@ -216,19 +216,9 @@ def convert_at(clip: Path, checkpoint: Path, faces: Path, out: Path, convert_cfg
 
 def train_config(path: str | None, overrides: list[str]):
     from faceswap.config import from_dict, load_yaml
-    from faceswap.train.config import TrainConfig
+    from faceswap.train.config import TrainConfig, apply_device_defaults
 
     data = load_yaml(path) if path else {}
-    if "model" not in data and not any(o.startswith("model.") for o in overrides):
-        # what `faceswap train` builds when no model is named: the device's default preset,
-        # with its peak LR and batch unless given
-        from faceswap.models.presets import PRESET_VALUES, default_batch, default_lr, default_preset
-        from faceswap.train.trainer import pick_device
-
-        device = pick_device(data.get("device", "auto")).type
-        data["model"] = dict(PRESET_VALUES[default_preset(device)])
-        data.setdefault("schedule", {}).setdefault("lr", default_lr(device))
-        data.setdefault("batch_size", default_batch(device))
     for item in overrides:
         key, _, value = item.partition("=")
         node = data
@@ -236,7 +226,9 @@ def train_config(path: str | None, overrides: list[str]):
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
-    return from_dict(TrainConfig, data, path or "bench defaults")
+    cfg = from_dict(TrainConfig, data, path or "bench defaults")
+    apply_device_defaults(cfg, data)  # no model named: what `faceswap train` builds
+    return cfg
 
 
 def _cached(path: Path, compute: Callable[[], Any]) -> Any:

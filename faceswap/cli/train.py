@@ -77,7 +77,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 def _train_config(args: argparse.Namespace):
     from faceswap.config import from_dict, load_yaml
     from faceswap.models import model_config_from
-    from faceswap.train.config import TrainConfig
+    from faceswap.train.config import TrainConfig, apply_device_defaults
 
     data = load_yaml(args.config) if args.config else {}
     where = args.config or "options"
@@ -105,19 +105,8 @@ def _train_config(args: argparse.Namespace):
     cfg = from_dict(TrainConfig, data, where)
     if args.model:
         cfg.model = model_config_from(args.model, {})
-    elif "model" not in data:
-        from faceswap.models.presets import default_batch, default_lr, default_preset
-        from faceswap.train.trainer import pick_device
-
-        device = pick_device(cfg.device).type
-        name = default_preset(device)
-        cfg.model = model_config_from(name, {})
+    elif name := apply_device_defaults(cfg, data):
         log.info("model: %s (the default on this device; --model to choose)", name)
-        # the peak LR and batch measured with that preset (presets.DEFAULT_LR, DEFAULT_BATCH)
-        if "lr" not in sched:
-            cfg.schedule.lr = default_lr(device)
-        if "batch_size" not in data:
-            cfg.batch_size = default_batch(device)
     return cfg
 
 

@@ -102,3 +102,24 @@ class TrainConfig:
         check(self.nan_patience >= 1, "nan_patience must be >= 1")
         check(0 < self.nan_lr_factor <= 1, "nan_lr_factor must be in (0, 1]")
         check_freeze(self.freeze, self.model.arch)
+
+
+def apply_device_defaults(cfg: TrainConfig, given: dict) -> str | None:
+    """Without a model in `given` (the keys the user set: config file and options), give `cfg`
+    the device's default preset (presets.DEFAULT_PRESET) with the peak LR and batch measured
+    with it, unless those were given. Returns the preset chosen, or None when a model was
+    named. `faceswap train` and scripts/bench_quality.py's defaults both come from here."""
+    if "model" in given:
+        return None
+    from faceswap.models import model_config_from
+    from faceswap.models.presets import default_batch, default_lr, default_preset
+    from faceswap.train.trainer import pick_device
+
+    device = pick_device(cfg.device).type
+    name = default_preset(device)
+    cfg.model = model_config_from(name, {})
+    if "lr" not in (given.get("schedule") or {}):
+        cfg.schedule.lr = default_lr(device)
+    if "batch_size" not in given:
+        cfg.batch_size = default_batch(device)
+    return name
