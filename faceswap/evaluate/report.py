@@ -482,7 +482,7 @@ def _percent(v: float | None) -> str:
 
 
 def _coverage_html(numbers: dict[str, Any], png: bytes) -> str:
-    parts = ["<h2 id='coverage'>Pose coverage</h2>", _img(png, "yaw x pitch coverage")]
+    parts = ["<h2 id='coverage'>Pose and mouth coverage</h2>", _img(png, "yaw x pitch coverage")]
     sets = numbers["sets"]
     rows = [[k, s["faces"], *(s["yaw_extent"] or (None, None)), *(s["pitch_extent"] or (None, None)),
              *(_percent(v) for v in s.get("mouth_extent") or (None, None))]
