@@ -47,6 +47,17 @@ def _cli_logging_restored():
     logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """A command's `main` sets PyTorch's intra-op threads for its own process (bench_quality's
+    sets every core): put the count back after each test. A leaked count changes the reduction
+    order of every later test's convolutions, and a test that compares two trainings to 1e-4
+    (torchrun against one process) then fails only when it runs after such a test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def astronaut_clip(tmp_path_factory) -> tuple[Path, list[np.ndarray]]:
     """A 640x360 clip, 24 frames, the astronaut's face moving, turning and scaling."""

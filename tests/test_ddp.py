@@ -62,7 +62,10 @@ def test_torchrun_two_ranks_match_one_process_on_the_global_batch(faceset_pair, 
     assert (run / "config.yaml").is_file() and (run / "preview.png").is_file()
     assert not (run / "logs").exists()
 
-    # one process, the same global batch (2 x batch_size per side)
+    # one process, the same global batch (2 x batch_size per side), on one thread as each rank
+    # runs (OMP_NUM_THREADS=1): another thread count sums the convolutions' gradients in another
+    # order, and Adam's normalised step turns those last-bit differences into ~1e-4 weight changes
+    assert torch.get_num_threads() == 1
     single = tmp_path / "single"
     cfg = open_run(
         single, _cfg(**PLAIN, steps=steps, batch_size=2 * TINY["batch_size"]), resume=False

@@ -205,8 +205,10 @@ def test_load_of_a_large_set_is_fast(tmp_path):
     back = fsmod.load(fs.root)
     cpu = time.process_time() - t0
     assert len(back.faces) == 20000
-    # v1 took 5.5 s for 20,000 faces (mostly parsing JSON floats); docs/faceset.md has 50,000
-    assert cpu < 1.0, f"{cpu:.2f} s of CPU to load 20,000 faces"
+    # v1 took 5.5 s for 20,000 faces (mostly parsing JSON floats); docs/faceset.md has 50,000.
+    # Today's 0.3 s on a quiet machine took 1.02 s in a CI run on a loaded one (a shared core
+    # halves a CPU-second's work), so the bound leaves that room and still catches v1 2.7x over
+    assert cpu < 2.0, f"{cpu:.2f} s of CPU to load 20,000 faces"
 
 
 def test_not_json_and_missing(tmp_path, saved):
