@@ -371,9 +371,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="append the rows to this JSON-lines file")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if not CLIPS.is_dir():
-        print(f"bench_quality: {CLIPS} not found (the shared real clips)", file=sys.stderr)
-        return 2
     pairs = args.pairs.split(",")
     try:
         args.marks = sorted(float(m) for m in args.marks.split(","))
@@ -390,12 +387,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_quality: --pairs: unknown pair {p!r} ({', '.join(PAIRS)})",
                   file=sys.stderr)  # fmt: skip
             return 2
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    from faceswap.evaluate.clip_quality import FrameJudge
-
-    judge = FrameJudge()
     from faceswap.errors import BadInput
 
     try:  # a bad --config, --set or --convert is one line
@@ -417,6 +408,15 @@ def main(argv: list[str] | None = None) -> int:
     except (BadInput, ValueError) as exc:
         print(f"bench_quality: {exc}", file=sys.stderr)
         return 2
+    if not CLIPS.is_dir():  # after the options: a bad one is named wherever the clips are
+        print(f"bench_quality: {CLIPS} not found (the shared real clips)", file=sys.stderr)
+        return 2
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    from faceswap.evaluate.clip_quality import FrameJudge
+
+    judge = FrameJudge()
     for p in pairs:
         rows = run_pair(p, args, judge)
         if args.json:
