@@ -15,6 +15,7 @@ from faceswap.config import from_dict
 from faceswap.train import checkpoint as ck
 from faceswap.train.budget import CALIBRATE
 from faceswap.train.config import TrainConfig
+from faceswap.train.schedules import lr_at
 from faceswap.train.trainer import Trainer, open_run
 
 from helpers import TINY_TRAIN as TINY
@@ -402,10 +403,72 @@ def test_the_default_model_comes_with_its_lr_and_batch(monkeypatch, device, argv
     assert cfg.batch_size == batch
 
 
-def test_a_decoder_that_collapses_to_a_flat_colour_is_said_once(faceset_pair, tmp_path):
-    """Saturated sigmoids give a flat colour and a loss that stops moving; the run says so
-    once (not at every evaluation), for that side only, and notes when it draws faces again."""
+def _saturate(decoder) -> None:
+    with torch.no_grad():
+        decoder.rgb.bias.copy_(torch.tensor([60.0, -60.0, -60.0]))  # red, whatever comes in
+
+
+def test_a_collapsed_decoder_rolls_back_to_the_last_validation_that_drew_faces(
+    faceset_pair, tmp_path
+):
+    """A collapse rolls the weights and optimizer back to the last healthy validation's and
+    halves the LR; the step count goes on, and training continues from the restored weights."""
     t = _trainer(faceset_pair, tmp_path / "run")
+    t.run_dir.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        t.train_step()
+    t._evaluate()  # healthy: step 2's weights are kept
+    kept = {k: v.clone() for k, v in t.model.state_dict().items()}
+    moments = {k: v.clone() for k, v in t.optimizer.state_dict()["state"][0].items()}
+    for _ in range(2):
+        t.train_step()
+    _saturate(t.model.decoder_b)
+    t._evaluate()
+    said = [e for e in t.events if "rollback" in e]
+    assert len(said) == 1, t.events
+    assert "decoder B collapsed to one flat colour at step 4" in said[0]
+    assert "back to step 2's" in said[0] and "LR x0.5" in said[0]
+    assert t.lr_scale == 0.5 and t.step == 4 and t.flat == set()
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(v, kept[k]), k
+    for k, v in t.optimizer.state_dict()["state"][0].items():
+        assert torch.equal(v, moments[k]), k
+    assert t.healthy is not None and t.healthy[0] == 2  # kept: a new collapse goes back there
+    assert math.isfinite(t.train_step()["loss"])  # the fused AdamW takes the restored state
+    assert t.optimizer.param_groups[0]["lr"] == pytest.approx(
+        lr_at(t.schedule, 4, t.plateau.scale) * 0.5
+    )
+
+
+def test_a_collapse_at_the_start_of_training_goes_back_to_the_initial_weights(
+    faceset_pair, tmp_path, monkeypatch
+):
+    """No validation yet: the start's weights are the ones kept, so a collapse within the first
+    validation interval still has somewhere to go."""
+    t = _trainer(faceset_pair, tmp_path / "run", steps=3)
+    start = {k: v.clone() for k, v in t.model.state_dict().items()}
+    real_step = Trainer.train_step
+
+    def step_then_collapse(self, lr=None):
+        out = real_step(self, lr)
+        _saturate(self.model.decoder_a)
+        return out
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_collapse)
+    summary = t.train(tensorboard=False)
+    said = [e for e in summary.events if "rollback" in e]
+    assert said and all("decoder A collapsed" in e and "back to step 0's" in e for e in said)
+    # the last step's validation rolled back too: the run ends on the start's weights
+    for k, v in t.model.state_dict().items():
+        assert torch.equal(v, start[k]), k
+    assert t.lr_scale == 0.5 ** len(said)
+
+
+def test_a_decoder_that_collapses_to_a_flat_colour_is_said_once(faceset_pair, tmp_path):
+    """Without the rollback (collapse_rollback: false), saturated sigmoids give a flat colour
+    and a loss that stops moving; the run says so once (not at every evaluation), for that side
+    only, and notes when it draws faces again."""
+    t = _trainer(faceset_pair, tmp_path / "run", collapse_rollback=False)
     t.run_dir.mkdir(parents=True, exist_ok=True)  # train() makes it; _evaluate writes there
     rgb = t.model.decoder_b.rgb
     saved = rgb.bias.detach().clone()

@@ -71,6 +71,10 @@ class TrainConfig:
     )
     nan_patience: int = option(5, "non-finite losses in a row before rolling back")
     nan_lr_factor: float = option(0.5, "LR multiplier applied after a rollback")
+    collapse_rollback: bool = option(
+        True, "when a decoder collapses to one flat colour, go back to the weights of the last "
+        "validation that drew faces and multiply the LR by nan_lr_factor",
+    )  # fmt: skip
     freeze: dict[str, int] = option(
         {},
         "parts (encoder, decoder_a, decoder_b; liae: encoder, inter_ab, inter_a, decoder) "

@@ -18,6 +18,7 @@ pure function of t or saved in the checkpoint, so a resumed run is the uninterru
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import json
 import logging
@@ -228,6 +229,9 @@ class Trainer:
         self.nan_streak = 0
         self.events: list[str] = []
         self.flat: set[str] = set()  # sides whose decoder draws one flat colour (warned once)
+        # weights and optimizer state of the last validation whose decoders drew faces: what a
+        # collapse rolls back to (in memory: the first checkpoint may come after the collapse)
+        self.healthy: tuple[int, dict[str, torch.Tensor], dict[str, Any]] | None = None
         self.train_losses: list[float] = []  # since the last validation
         self.gan_losses: list[tuple[float, float]] = []  # (G's term, D's loss) since then
         self.writer = None
@@ -376,16 +380,7 @@ class Trainer:
             raise BadInput(f"{path}: checkpoint does not fit this model ({first})") from None
         st = data["state"]
         try:  # state.json is data from a file: any field may be missing or of the wrong kind
-            self.optimizer.load_state_dict(data["optimizer"])
-            for p, pst in self.optimizer.state.items():
-                for key, t in pst.items():
-                    if torch.is_tensor(t) and t.dim() and t.shape != p.shape:
-                        raise ValueError(f"optimizer {key} is {tuple(t.shape)} for a "
-                                         f"parameter of {tuple(p.shape)}")  # fmt: skip
-                    if torch.is_tensor(t) and t.dim() and t.stride() != p.stride():
-                        # saved contiguous; the fused AdamW kernel walks a moment and its
-                        # parameter as flat memory, so they must share a layout (channels_last)
-                        pst[key] = torch.empty_like(p).copy_(t)
+            self._load_optimizer(data["optimizer"])
             self.step = int(st["step"])
             for side, s in self.streams.items():
                 s.load_state_dict(st["streams"][side])
@@ -422,6 +417,18 @@ class Trainer:
             if saved and saved != fs.fingerprint():
                 log.warning("face set %s changed since this checkpoint (curated?): the split "
                             "and data order differ from the original run", side.upper())  # fmt: skip
+
+    def _load_optimizer(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state)
+        for p, pst in self.optimizer.state.items():
+            for key, t in pst.items():
+                if torch.is_tensor(t) and t.dim() and t.shape != p.shape:
+                    raise ValueError(f"optimizer {key} is {tuple(t.shape)} for a "
+                                     f"parameter of {tuple(p.shape)}")  # fmt: skip
+                if torch.is_tensor(t) and t.dim() and t.stride() != p.stride():
+                    # saved contiguous; the fused AdamW kernel walks a moment and its
+                    # parameter as flat memory, so they must share a layout (channels_last)
+                    pst[key] = torch.empty_like(p).copy_(t)
 
     def _restore_gan(self, path: Path, saved: dict[str, Any] | None) -> None:
         """The discriminator of the checkpoint when it has one; a checkpoint without one
@@ -655,10 +662,19 @@ class Trainer:
                 flat.add(side)
         return flat
 
-    def _warn_flat(self) -> None:
-        """Say once when a decoder collapses to a flat colour (and when it draws faces again):
-        validation alone reads as a plateau."""
+    def _check_collapse(self) -> None:
+        """A decoder that collapses to a flat colour rarely comes back (its saturated sigmoid
+        passes little gradient): roll back to the last validation that drew faces, with the LR
+        lowered. Said once when rollback is off (validation alone reads as a plateau)."""
         flat = self.flat_sides()
+        if self.dist.enabled:  # rank 0 decides for all, so every rank rolls back alike
+            agreed = self._agree({side: side in flat for side in ("a", "b")})
+            flat = {side for side, is_flat in agreed.items() if is_flat}
+        if not flat:
+            self._keep_healthy()
+        elif flat - self.flat and self.cfg.collapse_rollback and self.healthy is not None:
+            self._roll_back_collapse(flat)
+            return
         for side in sorted(flat - self.flat):
             e = (f"collapsed: decoder {side.upper()} draws one flat colour for every face (its "
                  "outputs saturated, so little gradient comes back and the loss stops moving); "
@@ -670,11 +686,34 @@ class Trainer:
             log.info("decoder %s draws faces again at step %d", side.upper(), self.step)
         self.flat = flat
 
+    def _keep_healthy(self) -> None:
+        """Keep this step's weights and optimizer state as the collapse rollback's target (a
+        copy in memory: ~3x the weights' size, made once per validation)."""
+        if not self.cfg.collapse_rollback:
+            return
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+        self.healthy = (self.step, weights, copy.deepcopy(self.optimizer.state_dict()))
+
+    def _roll_back_collapse(self, flat: set[str]) -> None:
+        """Weights and optimizer state back to the last healthy validation's, the LR times
+        nan_lr_factor from here on; the step count, schedule and data go on (under a budget
+        the clock does not rewind, so neither does the schedule laid over it)."""
+        step, weights, optimizer = self.healthy  # type: ignore[misc]
+        self.model.load_state_dict(weights)
+        self._load_optimizer(copy.deepcopy(optimizer))
+        self.lr_scale *= self.cfg.nan_lr_factor
+        sides = " and ".join(side.upper() for side in sorted(flat))
+        e = (f"rollback: decoder {sides} collapsed to one flat colour at step {self.step}; "
+             f"weights back to step {step}'s (the last validation that drew faces) with the "
+             f"LR x{self.lr_scale:g}")  # fmt: skip
+        log.warning(e)
+        self.events.append(e)
+
     def _evaluate(self) -> tuple[dict[str, float], bool, bool]:
         """Validation + monitor + plateau + the flat-colour check. Returns (val losses, is
         best, stop early)."""
+        self._check_collapse()  # first: a rollback's weights are the ones validated
         val = self.validate()
-        self._warn_flat()
         val_mean = (val["a"] + val["b"]) / 2
         train_mean = float(np.mean(self.train_losses)) / 2 if self.train_losses else val_mean
         self.train_losses = []
@@ -742,6 +781,8 @@ class Trainer:
             self.lineage["start_val"] = dict(val)
             if self.is_main:
                 self.save(best=is_best)
+        if self.cfg.collapse_rollback and self.healthy is None:
+            self._check_collapse()  # the start's weights: a collapse before the 1st validation
         now = time.monotonic()
         due = {
             "val": cadence.Due(cfg.val_every, self._every(cfg.val_minutes, 10), self.step, now),
