@@ -215,8 +215,8 @@ def convert_at(clip: Path, checkpoint: Path, faces: Path, out: Path, convert_cfg
 
 
 def train_config(path: str | None, overrides: list[str]):
-    from faceswap.config import from_dict, load_yaml
-    from faceswap.train.config import TrainConfig, apply_device_defaults
+    from faceswap.config import load_yaml
+    from faceswap.train.config import apply_device_defaults, train_config_from
 
     data = load_yaml(path) if path else {}
     for item in overrides:
@@ -226,7 +226,7 @@ def train_config(path: str | None, overrides: list[str]):
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
-    cfg = from_dict(TrainConfig, data, path or "bench defaults")
+    cfg = train_config_from(data, path or "bench defaults")
     apply_device_defaults(cfg, data)  # no model named: what `faceswap train` builds
     return cfg
 

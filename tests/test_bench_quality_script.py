@@ -101,3 +101,27 @@ def test_the_bench_defaults_are_what_train_builds_with_no_options(bench, monkeyp
             cli.model, cli.schedule.lr, cli.batch_size)  # fmt: skip
     named = bench.train_config(None, ["model.arch=lightweight", "model.resolution=64"])
     assert named.model.resolution == 64 and named.batch_size == 4
+
+
+def test_a_config_names_its_model_by_preset(bench, faceset_pair, tmp_path, capsys):
+    """`model: lightweight-128` in a train config (or `--set model=...`) is that preset, as
+    `--model` takes it, with no device defaults laid over; an unknown name is one line naming
+    the file, exit 2, and no run folder."""
+    from faceswap.cli import build_parser, main
+    from faceswap.cli.train import _train_config
+    from faceswap.models import load_preset
+
+    good = tmp_path / "l128.yaml"
+    good.write_text("model: lightweight-128\nschedule: {lr: 0.0005}\n")
+    argv = ["train", "-A", "a", "-B", "b", "-o", "r", "--config", str(good)]
+    cfg = _train_config(build_parser().parse_args(argv))
+    assert cfg.model == load_preset("lightweight-128") and cfg.schedule.lr == 5e-4
+    assert bench.train_config(None, ["model=lightweight-128"]).model == cfg.model
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: lightweight-96\n")
+    run = tmp_path / "run"
+    code = main(["train", "-A", str(faceset_pair[0]), "-B", str(faceset_pair[1]), "-o",
+                 str(run), "--config", str(bad)])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and str(bad) in err[0] and "lightweight-96" in err[0], err
+    assert not run.exists()

@@ -75,9 +75,9 @@ def _add_train(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace):
-    from faceswap.config import from_dict, load_yaml
+    from faceswap.config import load_yaml
     from faceswap.models import model_config_from
-    from faceswap.train.config import TrainConfig, apply_device_defaults
+    from faceswap.train.config import apply_device_defaults, train_config_from
 
     data = load_yaml(args.config) if args.config else {}
     where = args.config or "options"
@@ -102,7 +102,7 @@ def _train_config(args: argparse.Namespace):
         from faceswap.train.weight_import import parse_freeze
 
         data["freeze"] = parse_freeze(args.freeze)
-    cfg = from_dict(TrainConfig, data, where)
+    cfg = train_config_from(data, where)
     if args.model:
         cfg.model = model_config_from(args.model, {})
     elif name := apply_device_defaults(cfg, data):

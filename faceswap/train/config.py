@@ -19,7 +19,11 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 class TrainConfig:
     """Settings of `faceswap train`. Sub-sections: model, augment, loss, schedule."""
 
-    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "architecture"})
+    model: ModelConfig = field(
+        default_factory=ModelConfig,
+        metadata={"help": "architecture: its fields, or a preset's name or a model YAML's path "
+                  "(`model: lightweight-128`, as --model takes)"},
+    )  # fmt: skip
     augment: AugmentConfig = field(default_factory=AugmentConfig, metadata={"help": "augmentation"})
     loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "loss terms"})
     schedule: ScheduleConfig = field(
@@ -106,6 +110,22 @@ class TrainConfig:
         check(self.nan_patience >= 1, "nan_patience must be >= 1")
         check(0 < self.nan_lr_factor <= 1, "nan_lr_factor must be in (0, 1]")
         check_freeze(self.freeze, self.model.arch)
+
+
+def train_config_from(data: dict, where: str) -> TrainConfig:
+    """A TrainConfig from config-file data. `model` may name a preset or a model YAML, as
+    `--model` does (`model: lightweight-128`), or spell the model section out."""
+    from faceswap.config import from_dict, to_dict
+    from faceswap.errors import BadInput
+    from faceswap.models import model_config_from
+
+    if isinstance(data.get("model"), str):
+        try:
+            model = model_config_from(data["model"], {})
+        except BadInput as exc:
+            raise BadInput(f"{where}: model: {exc}") from None
+        data = {**data, "model": to_dict(model)}
+    return from_dict(TrainConfig, data, where)
 
 
 def apply_device_defaults(cfg: TrainConfig, given: dict) -> str | None:
