@@ -197,14 +197,24 @@ def test_bad_train_input(capsys, faceset_pair, tmp_path, case, words):
     assert after == before
 
 
-def test_shipped_train_presets_load():
+def test_shipped_train_presets_load(monkeypatch):
+    """Every configs/train file loads; cpu-small.yaml holds what `faceswap train` builds on a
+    CPU with no options (its header says so)."""
+    from faceswap.cli import build_parser
+    from faceswap.cli.train import _train_config
     from faceswap.config import load_yaml
-    from faceswap.train.config import TrainConfig
+    from faceswap.train import trainer
+    from faceswap.train.config import TrainConfig, train_config_from
 
     presets = sorted((Path(__file__).resolve().parents[1] / "configs" / "train").glob("*.yaml"))
     assert presets
-    for p in presets:
-        assert isinstance(from_dict(TrainConfig, load_yaml(p), str(p)), TrainConfig)
+    loaded = {p.name: train_config_from(load_yaml(p), str(p)) for p in presets}
+    assert all(isinstance(cfg, TrainConfig) for cfg in loaded.values())
+    monkeypatch.setattr(trainer, "pick_device", lambda _: torch.device("cpu"))
+    default = _train_config(build_parser().parse_args(["train", "-A", "a", "-B", "b", "-o", "r"]))
+    small = loaded["cpu-small.yaml"]
+    assert (small.model, small.schedule.lr, small.batch_size, small.augment) == (
+        default.model, default.schedule.lr, default.batch_size, default.augment)  # fmt: skip
 
 
 def test_lr_find_writes_plot_and_suggestion(capsys, faceset_pair, tmp_path):
@@ -381,7 +391,7 @@ def test_cli_interrupt_names_resume_and_resume_says_where(capsys, faceset_pair, 
 @pytest.mark.parametrize(
     ("device", "argv", "model", "lr", "batch"),
     [
-        ("cpu", [], "lightweight", 8e-4, 4),
+        ("cpu", [], "lightweight-128", 8e-4, 4),
         ("cuda", [], "liae-128", 4e-4, 8),  # the GPU default keeps its old LR and batch
         ("cuda", ["--lr", "1e-3", "--batch-size", "16"], "liae-128", 1e-3, 16),
         ("cpu", ["--model", "original"], "original", 8e-4, 4),
@@ -401,6 +411,15 @@ def test_the_default_model_comes_with_its_lr_and_batch(monkeypatch, device, argv
     cfg = _train_config(args)
     assert cfg.model == model_config_from(model, {}) and cfg.schedule.lr == pytest.approx(lr)
     assert cfg.batch_size == batch
+
+
+def test_train_help_names_the_default_models(capsys):
+    from faceswap.models.presets import DEFAULT_PRESET
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{DEFAULT_PRESET['cpu']} on a CPU, {DEFAULT_PRESET['cuda']} on CUDA" in text
 
 
 def _saturate(decoder) -> None:

@@ -51,7 +51,8 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML train config (sections model, augment, loss, schedule)")
     p.add_argument("--model", help="model preset (lightweight, lightweight-128, original, "
                                    "sae-128-lite, liae-64, dfl-h128, sae-128, sae-256, "
-                                   "liae-128; docs/models.md) or a model YAML file")  # fmt: skip
+                                   "liae-128; docs/models.md) or a model YAML file (default: "
+                                   "lightweight-128 on a CPU, liae-128 on CUDA)")  # fmt: skip
     p.add_argument("--steps", type=int, help="train until this step")
     p.add_argument("--budget", metavar="DURATION",
                    help="train for this long (10m, 1h30m, 8h): the LR schedule fits the time, "

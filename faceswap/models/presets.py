@@ -27,8 +27,8 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
     "lightweight": {"arch": "lightweight", "resolution": 64, "encoder_dims": 64,
                     "decoder_dims": 32, "bottleneck": 512},
     # lightweight at 128 px: a half-width stage added at each end (1.38x lightweight's FLOPs,
-    # ~1.5x its time a step), for more than 64 px of detail on a CPU; one run in four at LR 8e-4
-    # collapsed to a flat colour (docs/quality.md), so it is not the default.
+    # ~1.5x its time a step), for more than 64 px of detail on a CPU: the CPU default. One run in
+    # four at LR 8e-4 collapsed to a flat colour before the trainer rolled collapses back.
     "lightweight-128": {"arch": "lightweight", "resolution": 128, "encoder_dims": 64,
                         "decoder_dims": 32, "bottleneck": 512},
     # DeepFaceLab H128.
@@ -52,10 +52,11 @@ PRESET_VALUES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 # The model `faceswap train` builds when none is named: what trains best in an hour on the
-# device. CPU: `lightweight` matched or beat `liae-64` on identity, detail and expression at
-# 1,200 CPU-seconds over two seeds and both real pairs, with 1.5x its steps per CPU-second
-# (docs/quality.md). CUDA: not measured here (no GPU); LIAE is DeepFaceLab's usual choice there.
-DEFAULT_PRESET = {"cpu": "lightweight", "cuda": "liae-128"}
+# device. CPU: `lightweight-128` held 1.6-1.9x `lightweight`'s detail at 1,200 CPU-seconds on
+# both real pairs with identity kept, over two machines and seeds (docs/quality.md), with the
+# trainer's collapse rollback behind it. CUDA: not measured here (no GPU); LIAE is
+# DeepFaceLab's usual choice there.
+DEFAULT_PRESET = {"cpu": "lightweight-128", "cuda": "liae-128"}
 
 
 def default_preset(device_type: str) -> str:
