@@ -11,7 +11,6 @@ import torch
 
 from faceswap import faceset as fsmod
 from faceswap.cli import main
-from faceswap.config import from_dict
 from faceswap.train import checkpoint as ck
 from faceswap.train.budget import CALIBRATE
 from faceswap.train.config import TrainConfig
