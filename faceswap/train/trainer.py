@@ -691,8 +691,9 @@ class Trainer:
         copy in memory: ~3x the weights' size, made once per validation)."""
         if not self.cfg.collapse_rollback:
             return
-        weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        self.healthy = (self.step, weights, copy.deepcopy(self.optimizer.state_dict()))
+        # in host memory: on a GPU the copy would double the weights' and moments' footprint
+        self.healthy = (self.step, cpu_copy(self.model.state_dict()),
+                        cpu_copy(self.optimizer.state_dict()))  # fmt: skip
 
     def _roll_back_collapse(self, flat: set[str]) -> None:
         """Weights and optimizer state back to the last healthy validation's, the LR times
@@ -700,7 +701,7 @@ class Trainer:
         the clock does not rewind, so neither does the schedule laid over it)."""
         step, weights, optimizer = self.healthy  # type: ignore[misc]
         self.model.load_state_dict(weights)
-        self._load_optimizer(copy.deepcopy(optimizer))
+        self._load_optimizer(cpu_copy(optimizer))  # loading moves the moments to the device
         self.lr_scale *= self.cfg.nan_lr_factor
         sides = " and ".join(side.upper() for side in sorted(flat))
         e = (f"rollback: decoder {sides} collapsed to one flat colour at step {self.step}; "
@@ -859,6 +860,17 @@ class Trainer:
             best_step=self.monitor.best_step if self.monitor.best_step >= 0 else None,
             events=self.events, stopped=stopped, lineage=self.lineage,
         )  # fmt: skip
+
+
+def cpu_copy(obj: Any) -> Any:
+    """A deep copy of a state dict (nested dicts and lists) with every tensor in host memory."""
+    if torch.is_tensor(obj):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [cpu_copy(v) for v in obj]
+    return copy.deepcopy(obj)
 
 
 def outside_frame_as_target(rgb: torch.Tensor, mask: torch.Tensor | None, batch: dict):
