@@ -354,3 +354,22 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             "optimizer": _optimizer(path, D_OPTIMIZER, meta.get("discriminator_optimizer", {})),
         }
     return data
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, state: dict[str, Any], what: str = "optimizer"
+) -> None:
+    """optimizer.load_state_dict, checked: a moment whose shape is not its parameter's raises
+    ValueError (load_state_dict only checks counts), and one saved in another memory layout
+    is copied into its parameter's (saved contiguous; the fused AdamW kernel walks a moment and
+    its parameter as flat memory, so they must share a layout: channels_last)."""
+    optimizer.load_state_dict(state)
+    for p, pst in optimizer.state.items():
+        for key, t in pst.items():
+            if not (torch.is_tensor(t) and t.dim()):
+                continue
+            if t.shape != p.shape:
+                raise ValueError(f"{what} {key} is {tuple(t.shape)} for a parameter of "
+                                 f"{tuple(p.shape)}")  # fmt: skip
+            if t.stride() != p.stride():
+                pst[key] = torch.empty_like(p).copy_(t)

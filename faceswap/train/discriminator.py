@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from faceswap.train.checkpoint import load_optimizer_state
 from faceswap.train.losses import LossConfig
 
 __all__ = ["GanTerm", "PatchDiscriminator", "d_loss", "g_loss"]
@@ -144,9 +145,4 @@ class GanTerm:
             if k in ours and v.dtype != ours[k].dtype:
                 raise ValueError(f"discriminator tensor {k} is {v.dtype}, not {ours[k].dtype}")
         self.net.load_state_dict(weights)
-        self.optimizer.load_state_dict(optimizer)
-        for p, pst in self.optimizer.state.items():
-            for key, t in pst.items():
-                if torch.is_tensor(t) and t.dim() and t.shape != p.shape:
-                    raise ValueError(f"discriminator optimizer {key} is {tuple(t.shape)} for a "
-                                     f"parameter of {tuple(p.shape)}")  # fmt: skip
+        load_optimizer_state(self.optimizer, optimizer, "discriminator optimizer")

@@ -380,7 +380,7 @@ class Trainer:
             raise BadInput(f"{path}: checkpoint does not fit this model ({first})") from None
         st = data["state"]
         try:  # state.json is data from a file: any field may be missing or of the wrong kind
-            self._load_optimizer(data["optimizer"])
+            ck.load_optimizer_state(self.optimizer, data["optimizer"])
             self.step = int(st["step"])
             for side, s in self.streams.items():
                 s.load_state_dict(st["streams"][side])
@@ -417,18 +417,6 @@ class Trainer:
             if saved and saved != fs.fingerprint():
                 log.warning("face set %s changed since this checkpoint (curated?): the split "
                             "and data order differ from the original run", side.upper())  # fmt: skip
-
-    def _load_optimizer(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state)
-        for p, pst in self.optimizer.state.items():
-            for key, t in pst.items():
-                if torch.is_tensor(t) and t.dim() and t.shape != p.shape:
-                    raise ValueError(f"optimizer {key} is {tuple(t.shape)} for a "
-                                     f"parameter of {tuple(p.shape)}")  # fmt: skip
-                if torch.is_tensor(t) and t.dim() and t.stride() != p.stride():
-                    # saved contiguous; the fused AdamW kernel walks a moment and its
-                    # parameter as flat memory, so they must share a layout (channels_last)
-                    pst[key] = torch.empty_like(p).copy_(t)
 
     def _restore_gan(self, path: Path, saved: dict[str, Any] | None) -> None:
         """The discriminator of the checkpoint when it has one; a checkpoint without one
@@ -701,7 +689,8 @@ class Trainer:
         the clock does not rewind, so neither does the schedule laid over it)."""
         step, weights, optimizer = self.healthy  # type: ignore[misc]
         self.model.load_state_dict(weights)
-        self._load_optimizer(cpu_copy(optimizer))  # loading moves the moments to the device
+        # loading moves the moments to the parameters' device
+        ck.load_optimizer_state(self.optimizer, cpu_copy(optimizer))
         self.lr_scale *= self.cfg.nan_lr_factor
         sides = " and ".join(side.upper() for side in sorted(flat))
         e = (f"rollback: decoder {sides} collapsed to one flat colour at step {self.step}; "
