@@ -314,6 +314,27 @@ def test_time_based_cadence_previews_and_validates_by_the_clock(faceset_pair, tm
     assert "step-00000003" in [p.name for p in ck.list_checkpoints(run)]
 
 
+def test_a_budget_spent_during_a_steps_checks_still_ends_with_a_final_save(faceset_pair,
+                                                                         tmp_path):
+    """The clock runs out while step 3 writes its preview, after the step decided it was not
+    the last: the run still ends with a checkpoint of its last step (once it ended at step 56
+    with its last checkpoint at 51)."""
+    t = _trainer(faceset_pair, tmp_path / "run", steps=50, val_every=1000, save_every=1000,
+                 preview_every=3, val_minutes=0, save_minutes=0, preview_minutes=0)  # fmt: skip
+    spent = []
+    preview = t._save_preview
+
+    def slow_preview():
+        spent.append(t.step)  # the budget runs out while it draws
+        return preview()
+
+    t._save_preview = slow_preview
+    t.finished = lambda: bool(spent)
+    summary = t.train(tensorboard=False)
+    assert summary.step == 4
+    assert [p.name for p in ck.list_checkpoints(tmp_path / "run")] == ["step-00000004"]
+
+
 def test_sigterm_saves_and_stops_like_ctrl_c(faceset_pair, tmp_path):
     import os
     import signal

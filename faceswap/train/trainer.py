@@ -783,7 +783,11 @@ class Trainer:
         }
         try:
             with _stop_on_signals() as signalled:
-                while not self.finished():
+                # `end` is decided once a step, in the step that then validates and saves: a
+                # second look at a budget's clock in the loop's test could find it spent after
+                # this step's checks and leave the run without its final save
+                end = self.finished()
+                while not end:
                     t_step = time.perf_counter()
                     last = self.train_step()
                     self._pace_budget(start)
@@ -796,9 +800,10 @@ class Trainer:
                     if progress:
                         progress(self.step, last)
                     now, end = time.monotonic(), self.finished()
-                    # ranks must agree: the clock of rank 0 decides for all
-                    run = self._agree({k: end or cadence.is_due(d, self.step, now)
-                                       for k, d in due.items()})  # fmt: skip
+                    # ranks must agree: the clock of rank 0 decides for all, the end included
+                    run = self._agree({"end": end, **{k: end or cadence.is_due(d, self.step, now)
+                                                      for k, d in due.items()}})  # fmt: skip
+                    end = run["end"]
                     is_best = early = False
                     if run["val"]:
                         val, is_best, early = self._evaluate()
