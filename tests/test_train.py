@@ -314,8 +314,7 @@ def test_time_based_cadence_previews_and_validates_by_the_clock(faceset_pair, tm
     assert "step-00000003" in [p.name for p in ck.list_checkpoints(run)]
 
 
-def test_a_budget_spent_during_a_steps_checks_still_ends_with_a_final_save(faceset_pair,
-                                                                         tmp_path):
+def test_a_budget_spent_during_a_preview_still_ends_with_a_final_save(faceset_pair, tmp_path):
     """The clock runs out while step 3 writes its preview, after the step decided it was not
     the last: the run still ends with a checkpoint of its last step (once it ended at step 56
     with its last checkpoint at 51)."""
