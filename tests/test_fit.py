@@ -58,6 +58,10 @@ def test_fit_config_keeps_the_source_and_sets_the_fit_schedule():
     assert cfg.freeze == {"encoder": 50} and cfg.val_every == 20
     other = fit_train_config(src, FitConfig(steps=400, lr=1e-5, flip=True))
     assert other.augment.flip > 0 and other.schedule.lr == 1e-5
+    # a source trained under --budget: the fit runs its steps, not what is left of that time
+    # (the demo's fit once stopped a step short, its 2.5 s spent)
+    timed = fit_train_config(tiny_train_config(budget=2.5), FitConfig(steps=400))
+    assert timed.budget == 0.0 and timed.steps == 400
 
 
 def test_fit_records_lineage_and_never_touches_the_source(capsys, tiny_run, third_faceset,

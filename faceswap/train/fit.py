@@ -92,6 +92,7 @@ def fit_train_config(src: TrainConfig, fit: FitConfig) -> TrainConfig:
     cfg.preview_every = min(src.preview_every, every)
     cfg.save_every = min(src.save_every, max(every, fit.steps // 4))
     cfg.early_stop = 0  # the mean over both sides starts high: a fit runs its steps
+    cfg.budget = 0.0  # the source's time budget was the source's: a fit runs its own steps
     return cfg
 
 
