@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from faceswap.cli import main
 from faceswap.demo.run import PROFILES, DemoConfig, prepare_folder
@@ -20,7 +21,8 @@ def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "d"
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
-        assert main(["demo", "--profile", "quick", "-o", str(out), "--json"]) == 0
+        # with a budget: the path a user's demo takes (the quick profile's steps cap it)
+        assert main(["demo", "--profile", "quick", "-o", str(out), "--json", "--budget", "2m"]) == 0
     summary = json.loads(stdout.getvalue())  # --json: nothing but the summary on stdout
     assert summary == json.loads((out / "demo.json").read_text())
     return out, summary
@@ -40,6 +42,20 @@ def test_demo_produces_every_result(demo):
     assert summary["evaluation"], "evaluate wrote no evaluation.json into the run"
     for stage in ("render", "extract a", "train", "fit", "convert", "evaluate", "report"):
         assert stage in summary["seconds"]
+    # training kept its own share of the budget; fit took its steps from the pace training kept
+    budget = summary["budget"]
+    train_yaml = yaml.safe_load((out / "train.yaml").read_text())
+    assert train_yaml["budget"] == pytest.approx(budget["train_seconds"], abs=0.1)
+    assert budget["pace_seconds"] > 0 and 1 <= budget["steps"] <= train_yaml["steps"]
+    assert budget["steps"] == json.loads(_last_state(out / "runs" / "ab"))["step"]
+    fit = json.loads(_last_state(out / "runs" / "ab-target"))
+    assert fit["step"] == budget["fit_steps"]  # a fit counts from 0
+
+
+def _last_state(run: Path) -> str:
+    from faceswap.train import checkpoint as ck
+
+    return (ck.latest_checkpoint(run) / "state.json").read_text()
 
 
 def test_demo_refuses_a_previous_demo_without_overwrite(demo, capsys):

@@ -13,6 +13,7 @@ from faceswap.cli.demo import _budget_words
 from faceswap.demo.run import (
     PROFILES,
     SWAPPED,
+    fit_steps_for,
     measure_step_seconds,
     plan_budget,
     plan_line,
@@ -36,6 +37,36 @@ def test_training_gets_what_the_other_stages_leave():
     # the training time is exactly what is left
     left = 60 * CPU.budget_minutes - 240.0 - sum(slow["reserved_seconds"].values())
     assert slow["training_seconds"] == pytest.approx(left, rel=0.01)
+
+
+def test_training_keeps_its_share_of_the_time_itself():
+    """The train stage gets a time budget (its planned steps' share), not a step count: the
+    probe before training missed the pace by a fifth either way."""
+    b = plan_budget(CPU, 60.0, 0.15, 10.0)
+    share = CPU.steps / (CPU.steps + CPU.fit_steps)
+    assert b["train_seconds"] == pytest.approx(share * b["training_seconds"], rel=0.01)
+    data = train_config(replace(CPU, steps=b["steps"]), "cpu", budget_seconds=b["train_seconds"])
+    assert data["budget"] == pytest.approx(b["train_seconds"], abs=0.1)
+    assert data["steps"] == 2 * b["steps"]  # a cap: the time decides
+    assert (data["schedule"]["total_steps"], data["schedule"]["warmup_steps"]) == (0, -1)
+    from faceswap.train.config import train_config_from
+
+    cfg = train_config_from(data, "train.yaml")  # what `faceswap train --config` reads
+    assert cfg.budget == data["budget"] and cfg.budget_clock == "wall"
+    # without a budget: the fixed plan, as before
+    fixed = train_config(CPU, "cpu")
+    assert "budget" not in fixed and fixed["schedule"]["total_steps"] == CPU.steps
+
+
+def test_fit_gets_what_training_left_at_the_pace_it_kept():
+    b = plan_budget(CPU, 60.0, 0.15, 10.0)
+    # 60 s left at the 0.125 s a step training kept: 480 steps, within the cap of 4x 160
+    assert fit_steps_for(b, 60.0, 0.125) == 480
+    assert fit_steps_for(b, 900.0, 0.125) == 4 * CPU.fit_steps  # the cap
+    assert fit_steps_for(b, -30.0, 0.125) == 16  # training ran over: the floor, 10%
+    assert fit_steps_for(b, 90.0, float("nan")) == b["fit_steps"]  # no pace: the plan's
+    off = plan_budget(replace(CPU, budget_minutes=0.0), 60.0, 0.15, 10.0)
+    assert fit_steps_for(off, 90.0, 0.125) == CPU.fit_steps
 
 
 def test_very_fast_machine_stops_at_the_cap():
@@ -91,6 +122,9 @@ def test_summary_says_what_the_budget_did():
     quiet = plan_budget(CPU, 60.0, 0.15, 10.0)
     words = _budget_words({**quiet, "took_minutes": 7.5}, {"total": 450.0})
     assert "over" not in words and "cut" not in words
+    # after training, the pace it kept (not the probe's)
+    kept = {**quiet, "steps": 2500, "fit_steps": 700, "pace_seconds": 0.125}
+    assert "at 0.12 s a step" in _budget_words(kept, {"total": 470.0})
 
 
 def test_measured_step_time_is_real(faceset_pair, tmp_path):

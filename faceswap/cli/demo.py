@@ -78,7 +78,7 @@ def _budget_words(b: dict, seconds: dict) -> str:
     steps = f"training {p['steps']} -> {b['steps']} steps, fit {p['fit_steps']} -> {b['fit_steps']}"
     if (b["steps"], b["fit_steps"]) == (p["steps"], p["fit_steps"]):
         steps = f"training {b['steps']} and fit {b['fit_steps']} steps as planned"
-    words = f"{steps} at {b['step_seconds']:.2f} s a step"
+    words = f"{steps} at {b.get('pace_seconds', b['step_seconds']):.2f} s a step"
     if b["floor"]:
         words += " (the floor: the swap must still show B)"
     if b["skipped"]:
