@@ -59,6 +59,10 @@ class DemoConfig:
     height: int = option(360, "clip height in pixels")
     fps: float = option(24.0, "clip frame rate (validation holds out whole 2-second blocks)")
     face_size: int = option(128, "aligned face size the clips are extracted at")
+    # `lightweight`, not the CPU training default `lightweight-128`: on the demo's small faces
+    # (~100 px high) the 128 px model's sharper brows and eyes did not bring the swap nearer B
+    # in two 8-minute runs each (distance to B 0.302 against 0.285, 0.322 against 0.329), and
+    # it takes 2/3 of the steps (docs/quality.md)
     model: str = option("lightweight", "model preset or YAML")
     # the plan at batch 4 (twice the steps it had at batch 8: the same faces seen), scaled by
     # the budget between a tenth and 4x (plan_budget)
@@ -71,7 +75,7 @@ class DemoConfig:
     budget_minutes: float = option(
         8.0,
         "wall-clock minutes for the whole demo; training and fit get what the other "
-        "stages leave, in steps at the measured step time (0 = the fixed steps)",
+        "stages leave, training as a time budget of its own (0 = the fixed steps)",
     )
 
     def __post_init__(self) -> None:
@@ -237,15 +241,16 @@ def train_config(cfg: DemoConfig, device: str, budget_seconds: float = 0.0) -> d
 # run (render, extraction, the step measurement); the stages after it are estimated from the
 # target clip's extraction, which works through the same frames with the same dlib models and
 # ffmpeg: their costs (loading models, starting ffmpeg, a few dozen faces) grow with the load
-# as the extraction's do. In two measured cpu-profile runs on a loaded 2-core machine,
-# convert, its preview, evaluate and report took 0.8x the target's extraction (the load
-# falling meanwhile) and 4.0x (rising); extracting the swapped clip 0.24x (the one run that
-# did). The reserve sits towards the rising load. On a quiet machine the fixed costs
-# (evaluate and report load dlib's models; convert chooses the forehead's reach over a dozen
-# frames first) weigh more: one run took 7x a 3.5 s extraction for them and ran 19 s over
-# with 3x reserved. Training and fit get the rest.
-_SWAPPED_PER_EXTRACT = 0.5
-_REST_PER_EXTRACT = 6.0
+# as the extraction's do. Measured on a 2-core machine: convert, its preview, evaluate and
+# report took 0.8x and 4.0x the target's extraction on a loaded one, 7x a 3.5 s extraction on a
+# quiet one (the fixed costs weigh more there: evaluate and report load dlib's models, convert
+# chooses the forehead's reach over a dozen frames first), and 5.6x and 7.0x in two 8-minute
+# runs that trained their whole budget; extracting the swapped clip 0.24x in a run whose swap
+# was barely a face, 2.6x and 4.7x in those two (dlib finds and aligns a face in every frame of
+# a trained swap). Training ends on time by itself; these reserves are what the demo can
+# still run over by.
+_SWAPPED_PER_EXTRACT = 3.0
+_REST_PER_EXTRACT = 7.0
 # Validation, previews and checkpoints on top of the steps themselves.
 _OVERHEAD = 1.15
 # Never fewer than this share of the planned steps, however short the budget: the swap must
