@@ -23,7 +23,9 @@ Figures per mark (one table each, JSON with --json):
              to a soft face's detail (printed once per pair: the ceiling landmark noise allows)
   detail     band-pass energy of the inner face at 64 px between the eyes, over B's real faces;
              its ceiling (printed once per pair): what a perfect model of the run's resolution
-             keeps of A's own detail through convert's crop and cubic unwarp
+             keeps of A's own detail through convert's crop and cubic unwarp; "at N px": the
+             same at the size A's clip shows the face (N px between the eyes), where the blur a
+             viewer sees is not shrunk away
   seam       colour step across the swapped region's edge over the original's step there (1 = none)
   flicker    frame-to-frame change of the face region over the original's
   found      share of output frames in which dlib's detector finds the face
@@ -260,14 +262,14 @@ def detail_ceiling(clip: Path, fs, work: Path, resolution: int) -> float | None:
 
 def run_pair(name: str, args, judge) -> list[dict]:
     from faceswap import faceset as fsmod
-    from faceswap.evaluate.clip_quality import judge_video, references
+    from faceswap.evaluate.clip_quality import judge_video, references, source_scale
 
     work = Path(args.work)
     folder = demo_clips(work) if name == "demo" else CLIPS
     clip_a, clip_b = (folder / c for c in PAIRS[name])
     fa, fb = extract(clip_a, work), extract(clip_b, work)
     fs_a, fs_b = fsmod.load(fa), fsmod.load(fb)
-    refs = references(fs_a, fs_b, str(clip_b))
+    refs = references(fs_a, fs_b, str(clip_b), clip_iod=source_scale(fs_a))
     ceiling = blurred_ceiling(clip_a, fs_a, work, judge)
     print(f"{name}: A's clip blurred to a soft face (sigma IOD/20) scores mouth "
           f"{fmt(ceiling['mouth_corr'])} (gap {fmt(ceiling.get('mouth_gap'), 3)}), expression "
@@ -327,7 +329,8 @@ def print_row(r: dict) -> None:
           f"{fmt(t.get('pitch'), 1)}/{fmt(t.get('roll'), 1)} | mouth {fmt(r['mouth_corr'])} "
           f"gap {fmt(r.get('mouth_gap'), 3)} "
           f"expr {fmt(r.get('expression_corr'))} | "
-          f"detail {fmt(r['detail'])} | seam {fmt(r['seam'])} | flicker {fmt(r['flicker'])} | "
+          f"detail {fmt(r['detail'])} (at {fmt(r.get('clip_iod'), 0)} px "
+          f"{fmt(r.get('detail_clip'))}) | seam {fmt(r['seam'])} | flicker {fmt(r['flicker'])} | "
           f"found {fmt(100 * r['found'], 0)}%", flush=True)  # fmt: skip
 
 

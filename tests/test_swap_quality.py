@@ -81,6 +81,21 @@ def test_detail_is_measured_at_one_scale(filmed_face):
     assert 0.4 < ratio < 1.1
 
 
+def test_a_mild_blur_shows_at_the_clips_own_scale_more_than_at_64_px(filmed_face):
+    """Detail at 64 px between the eyes looks at a face filmed at ~130 px shrunk to half its
+    width, where a mild blur mostly disappears; at the clip's own scale (clip_scale) the same
+    blur costs far more of the figure: the scale a viewer sees the swap at."""
+    img, lm = filmed_face
+    scale = sq.clip_scale([lm, lm + 1.0, lm * 1.01])
+    assert scale == pytest.approx(sq.interocular(lm), rel=0.02)
+    soft = cv2.GaussianBlur(img, (0, 0), sq.interocular(lm) / 60)  # ~2 px
+    at_64 = sq.detail_energy(soft, lm) / sq.detail_energy(img, lm)
+    at_clip = sq.detail_energy(soft, lm, scale) / sq.detail_energy(img, lm, scale)
+    assert at_clip < 0.6 * at_64
+    with pytest.raises(ValueError):
+        sq.clip_scale([])
+
+
 def _paste(img, lm, feather: float, colour_shift: float):
     """The face region replaced by the same face with its colour shifted, with a hull mask of
     the given feather (px): a square-edged paste when 0."""
@@ -209,14 +224,17 @@ def test_judging_an_unswapped_clip(astronaut_clip, extracted, capsys):
         judge_video,
         references,
         resolution_ceiling,
+        source_scale,
     )
 
     fs = fsmod.load(extracted[0])
-    refs = references(fs, fs)
+    refs = references(fs, fs, clip_iod=source_scale(fs))
+    assert refs["clip_iod"] > 0 and refs["detail_b_clip"] > 0
     refs["centroid_b"] = refs["centroid_a"] + 0.5  # someone else, far away
     q = judge_video(str(astronaut_clip[0]), str(astronaut_clip[0]), fs, refs, frames=12)
     assert q["frames_judged"] >= 10 and q["found"] == 1.0
     assert q["verified_b"] == 0.0 and q["detail"] == 0.0  # detail counts only verified frames
+    assert q["detail_clip"] == 0.0 and q["clip_iod"] == refs["clip_iod"]
     assert q["seam"] is None and q["flicker"] == pytest.approx(1.0)
     assert max(q["pose"].values()) < 0.5
     assert q["detail_all"] > 0.5
@@ -225,6 +243,7 @@ def test_judging_an_unswapped_clip(astronaut_clip, extracted, capsys):
     _print_swap_quality(q)  # what `faceswap evaluate --swap-video` prints
     out = capsys.readouterr().out
     assert "verified as B 0%" in out and "constant tilt" in out and "expression corr" in out
+    assert "at the clip's" in out
     assert q["mouth_gap"] is not None and q["mouth_gap"] < 0.01 and "mouth gap" in out
     # a perfect model keeps more of the face's detail the higher its resolution
     low, high = (resolution_ceiling(str(astronaut_clip[0]), fs, r, frames=6) for r in (32, 64))

@@ -130,10 +130,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _swap_quality(args: argparse.Namespace, fs_source, fs_a, fs_b) -> dict[str, Any]:
-    from faceswap.evaluate.clip_quality import JUDGE_FRAMES, judge_video, references
+    from faceswap.evaluate.clip_quality import JUDGE_FRAMES, judge_video, references, source_scale
 
     try:
-        refs = references(fs_a, fs_b)
+        refs = references(fs_a, fs_b, clip_iod=source_scale(fs_source))
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     bar = progress_bar(JUDGE_FRAMES, "judge", unit="frame")
@@ -160,7 +160,8 @@ def _print_swap_quality(q: dict[str, Any]) -> None:
           f"{_num(q['mouth_corr'], '.2f')} (mouth gap {_num(q.get('mouth_gap'), '.3f')} of the "
           f"face height), expression corr "
           f"{_num(q.get('expression_corr'), '.2f')}, detail "
-          f"{_num(q['detail'], '.2f')} of B's, seam {_num(q['seam'], '.2f')}, flicker "
+          f"{_num(q['detail'], '.2f')} of B's ({_num(q.get('detail_clip'), '.2f')} at the clip's "
+          f"{_num(q.get('clip_iod'), '.0f')} px between the eyes), seam {_num(q['seam'], '.2f')}, flicker "
           f"{_num(q['flicker'], '.2f')}, face found {pct(q['found'])}")  # fmt: skip
 
 

@@ -59,27 +59,41 @@ def _embeddings(fs: FaceSet) -> np.ndarray:
     return np.asarray(emb, np.float64)
 
 
-def references(fs_a: FaceSet, fs_b: FaceSet, video_b: str | None = None) -> dict[str, Any]:
+def source_scale(fs_source: FaceSet) -> float:
+    """The size the judged clip shows its faces at (median px between the eyes)."""
+    return sq.clip_scale([f.landmarks_array() for f in fs_source.faces])
+
+
+def references(fs_a: FaceSet, fs_b: FaceSet, video_b: str | None = None,
+               clip_iod: float | None = None) -> dict[str, Any]:  # fmt: skip
     """A's and B's centroids, B's spread (95th percentile) and B's real-face detail: the median
     over up to REF_FACES of B's faces, in the frames of `video_b` (B's face set's source clip)
-    when given, else in B's aligned crops (resampled once, so ~10% softer)."""
+    when given, else in B's aligned crops (resampled once, so ~10% softer). With `clip_iod`
+    (the judged clip's scale, source_scale) B's detail at that scale too: judge_video's
+    `detail_clip`."""
     ea, eb = _embeddings(fs_a), _embeddings(fs_b)
     ca, cb = centroid(ea), centroid(eb)
     picks = fs_b.faces[:: max(1, len(fs_b.faces) // REF_FACES)]
-    detail = []
+    scales = [sq.DETAIL_IOD] + ([float(clip_iod)] if clip_iod else [])
+    detail: list[list[float]] = []
     if video_b is not None:
         wanted = {f.frame: f for f in picks}
         for i, frame in enumerate(_frames(video_b)):
             if i in wanted:
-                detail.append(sq.detail_energy(frame, wanted[i].landmarks_array()))
+                lm = wanted[i].landmarks_array()
+                detail.append([sq.detail_energy(frame, lm, iod) for iod in scales])
     else:
         for f in picks:
             crop = cv2.cvtColor(fs_b.load_image(f), cv2.COLOR_BGR2RGB)
-            detail.append(sq.detail_energy(crop, f.aligned_landmarks()))
+            detail.append([sq.detail_energy(crop, f.aligned_landmarks(), iod) for iod in scales])
     if not detail:
         raise ValueError(f"{video_b}: none of B's faces are in this video")
-    return {"centroid_a": ca, "centroid_b": cb, "spread_b": sq.spread(eb, cb),
-            "detail_b": float(np.median(detail)), "gap_ab": float(np.linalg.norm(ca - cb))}  # fmt: skip
+    median = np.median(np.asarray(detail), axis=0)
+    refs = {"centroid_a": ca, "centroid_b": cb, "spread_b": sq.spread(eb, cb),
+            "detail_b": float(median[0]), "gap_ab": float(np.linalg.norm(ca - cb))}  # fmt: skip
+    if clip_iod:
+        refs.update(clip_iod=float(clip_iod), detail_b_clip=float(median[1]))
+    return refs
 
 
 def blurred_reference(
@@ -177,6 +191,8 @@ def judge_video(
     expr_s: list[np.ndarray] = []
     detail_verified_idx: list[int] = []
     detail_all: list[float] = []
+    detail_clip: list[float] = []  # at the clip's own scale (refs["clip_iod"]), when given
+    clip_iod = refs.get("clip_iod")
     found = looked = 0
     change_out = change_orig = 0.0
     prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # out, orig, face region
@@ -200,8 +216,9 @@ def judge_video(
         s = sq.seam_step(out, orig, region, sq.interocular(lm))
         if s is not None:
             seams.append(s)
-        d = sq.detail_energy(out, lm)
-        detail_all.append(d)
+        detail_all.append(sq.detail_energy(out, lm))
+        if clip_iod:
+            detail_clip.append(sq.detail_energy(out, lm, clip_iod))
         got = judge.face(out, lm, embed=True)
         if tick:
             tick()
@@ -220,7 +237,15 @@ def judge_video(
     ca, cb = refs["centroid_a"], refs["centroid_b"]
     ident = sq.verify_identity(emb_arr, ca, cb, refs["spread_b"])
     verified = sq.verified_mask(emb_arr, ca, cb)
-    detail_b = [detail_all[k] for j, k in enumerate(detail_verified_idx) if verified[j]]
+    kept = [k for j, k in enumerate(detail_verified_idx) if verified[j]]
+    detail_b = [detail_all[k] for k in kept]
+    at_scale = None
+    if clip_iod:  # the same frames at the size the clip shows them
+        at_scale = (
+            float(np.median([detail_clip[k] for k in kept])) / refs["detail_b_clip"]
+            if kept
+            else 0.0
+        )
     return {
         "frames_judged": looked,
         "found": found / looked if looked else None,
@@ -235,6 +260,8 @@ def judge_video(
         "expression_corr": sq.expression_correlation(np.array(expr_o), np.array(expr_s)),
         "detail": float(np.median(detail_b)) / refs["detail_b"] if detail_b else 0.0,
         "detail_all": float(np.median(detail_all)) / refs["detail_b"] if detail_all else None,
+        "detail_clip": at_scale,
+        "clip_iod": clip_iod,
         "seam": float(np.median(seams)) if seams else None,
         "flicker": change_out / change_orig if change_orig > 0 else None,
         "gap_ab": refs["gap_ab"],
