@@ -252,12 +252,16 @@ def blurred_ceiling(clip: Path, fs, work: Path, judge) -> dict:
                    lambda: blurred_reference(str(clip), fs, judge))  # fmt: skip
 
 
-def detail_ceiling(clip: Path, fs, work: Path, resolution: int) -> float | None:
-    """clip_quality.resolution_ceiling of A's clip, cached in --work."""
+def detail_ceiling(clip: Path, fs, work: Path, resolution: int,
+                   iod: float | None = None) -> float | None:  # fmt: skip
+    """clip_quality.resolution_ceiling of A's clip (at 64 px between the eyes, or `iod`),
+    cached in --work."""
     from faceswap.evaluate.clip_quality import resolution_ceiling
 
-    return _cached(work / f"detail-ceiling-{clip.stem}-{resolution}.json",
-                   lambda: resolution_ceiling(str(clip), fs, resolution))  # fmt: skip
+    at = "" if iod is None else f"-iod{round(iod)}"
+    return _cached(work / f"detail-ceiling-{clip.stem}-{resolution}{at}.json",
+                   lambda: resolution_ceiling(str(clip), fs, resolution,
+                                              **({} if iod is None else {"iod": iod})))  # fmt: skip
 
 
 def run_pair(name: str, args, judge) -> list[dict]:
@@ -287,9 +291,11 @@ def run_pair(name: str, args, judge) -> list[dict]:
         log.info("trained %s in %.0f CPU-s", name, time.process_time() - t)
     res = cfg.model.resolution
     ceiling["detail"] = detail_ceiling(clip_a, fs_a, work, res)
+    ceiling["detail_clip"] = detail_ceiling(clip_a, fs_a, work, res, refs["clip_iod"])
     print(
         f"{name}: a perfect {res} px face at A's scale keeps {fmt(ceiling['detail'])} of the "
-        "real face's detail (the detail figure's ceiling)"
+        f"real face's detail (the detail figure's ceiling); {fmt(ceiling['detail_clip'])} "
+        f"measured at the {refs['clip_iod']:.0f} px between the eyes that A's clip shows"
     )
     convert_cfg = json.loads(args.convert) if args.convert else {}
     speed = machine_speed()

@@ -132,14 +132,15 @@ def blurred_reference(
 
 
 def resolution_ceiling(
-    video: str, fs: FaceSet, resolution: int, frames: int = REF_FACES
+    video: str, fs: FaceSet, resolution: int, frames: int = REF_FACES, iod: float = sq.DETAIL_IOD
 ) -> float | None:
     """The detail figure a *perfect* model of this resolution could reach in `video`'s frames:
     each real face cut to the model's input as convert cuts it (crop_face) and put back as
     convert puts a swapped face back (cubic unwarp), over the real face's own detail; the
     median over up to `frames` faces. It depends on the face's size in the frame (a small
     face loses less) and on the unwarp's interpolation (linear keeps ~2/3 of what cubic
-    keeps), so it is measured on the clip the swaps are judged on, by convert's own path."""
+    keeps), so it is measured on the clip the swaps are judged on, by convert's own path.
+    `iod`: the scale the detail is measured at (source_scale: the clip's own)."""
     from faceswap.convert.warp import crop_face, face_matrices
 
     picks = {f.frame: f for f in fs.faces[:: max(1, len(fs.faces) // frames)]}
@@ -153,9 +154,9 @@ def resolution_ceiling(
         crop = crop_face(frame, m_crop, fs.size, resolution)
         back = cv2.warpAffine(crop, m_model, (frame.shape[1], frame.shape[0]),
                               flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)  # fmt: skip
-        real = sq.detail_energy(frame, lm)
+        real = sq.detail_energy(frame, lm, iod)
         if real > 0:
-            ratios.append(sq.detail_energy(back, lm) / real)
+            ratios.append(sq.detail_energy(back, lm, iod) / real)
     return float(np.median(ratios)) if ratios else None
 
 
