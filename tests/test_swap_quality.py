@@ -248,6 +248,9 @@ def test_judging_an_unswapped_clip(astronaut_clip, extracted, capsys):
     # a perfect model keeps more of the face's detail the higher its resolution
     low, high = (resolution_ceiling(str(astronaut_clip[0]), fs, r, frames=6) for r in (32, 64))
     assert 0.0 < low < high < 1.2
+    # ...and less of it the larger the face is looked at (the clip-scale ceiling)
+    closer = resolution_ceiling(str(astronaut_clip[0]), fs, 64, frames=6, iod=2 * source_scale(fs))
+    assert 0.0 < closer < high
     soft = blurred_reference(str(astronaut_clip[0]), fs, frames=6)
     assert set(soft) == {"mouth_corr", "mouth_gap", "expression_corr"}
     assert all(v is None or -1.0 <= v <= 1.0 for v in soft.values())
