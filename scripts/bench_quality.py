@@ -257,11 +257,11 @@ def detail_ceiling(clip: Path, fs, work: Path, resolution: int,
     """clip_quality.resolution_ceiling of A's clip (at 64 px between the eyes, or `iod`),
     cached in --work."""
     from faceswap.evaluate.clip_quality import resolution_ceiling
+    from faceswap.evaluate.swap_quality import DETAIL_IOD
 
-    at = "" if iod is None else f"-iod{round(iod)}"
+    at = "" if iod is None else f"-iod{round(iod)}"  # the 64 px file keeps its old name
     return _cached(work / f"detail-ceiling-{clip.stem}-{resolution}{at}.json",
-                   lambda: resolution_ceiling(str(clip), fs, resolution,
-                                              **({} if iod is None else {"iod": iod})))  # fmt: skip
+                   lambda: resolution_ceiling(str(clip), fs, resolution, iod=iod or DETAIL_IOD))  # fmt: skip
 
 
 def run_pair(name: str, args, judge) -> list[dict]:

@@ -274,6 +274,15 @@ def test_evaluate_swap_video_bad_input(tiny_run, faceset_pair, astronaut_clip, t
     assert (result.read_bytes() if result.exists() else None) == before  # nothing written
 
 
+def test_the_scale_of_a_face_set_without_faces_names_it(tmp_path):
+    from types import SimpleNamespace
+
+    from faceswap.evaluate.clip_quality import source_scale
+
+    with pytest.raises(ValueError, match="empty-set: no faces"):
+        source_scale(SimpleNamespace(faces=[], root=tmp_path / "empty-set"))
+
+
 def test_seam_sees_a_dark_band_where_the_mask_ends(face):
     """The demo's defect: a dark band just inside the top of the swapped region (hair the
     decoder drew over the forehead), the rest of the face well blended."""

@@ -61,6 +61,8 @@ def _embeddings(fs: FaceSet) -> np.ndarray:
 
 def source_scale(fs_source: FaceSet) -> float:
     """The size the judged clip shows its faces at (median px between the eyes)."""
+    if not fs_source.faces:
+        raise ValueError(f"{fs_source.root}: no faces (is it the face set of the source clip?)")
     return sq.clip_scale([f.landmarks_array() for f in fs_source.faces])
 
 
