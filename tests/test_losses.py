@@ -14,6 +14,7 @@ from faceswap.train.losses import (
     LOSS_TERMS,
     FaceLoss,
     LossConfig,
+    laplacian_loss,
     mae,
     ms_ssim_index,
     ms_ssim_loss,
@@ -282,9 +283,9 @@ def test_all_terms_gradients_finite():
     target, face, eyes, mouth = _face_batch(size=64)
     pred = (target + 0.1 * torch.randn_like(target)).clamp(0, 1).requires_grad_(True)
     pred_mask = torch.rand_like(face).requires_grad_(True)
-    cfg = LossConfig(terms={"mae": 1.0, "mse": 1.0, "ssim": 0.5, "ms_ssim": 0.5})
+    cfg = LossConfig(terms={"mae": 1.0, "mse": 1.0, "ssim": 0.5, "ms_ssim": 0.5, "lap": 1.0})
     total, parts = FaceLoss(cfg)(pred, pred_mask, target, face, eyes, mouth)
-    assert set(parts) == {"mae", "mse", "ssim", "ms_ssim", "mask", "total"}
+    assert set(parts) == {"mae", "mse", "ssim", "ms_ssim", "lap", "mask", "total"}
     total.backward()
     assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
     assert torch.isfinite(pred_mask.grad).all()
@@ -305,8 +306,59 @@ def test_fp32_under_autocast():
     assert out.item() == pytest.approx(ref.item(), rel=2e-2)
 
 
+# --------------------------------------------------------------------------- Laplacian bands
+
+
+def _astronaut_face(size=64):
+    """The astronaut's face (a real face's lines and texture) as (1, 3, size, size) in [0, 1]."""
+    from skimage.data import astronaut
+
+    crop = torch.from_numpy(astronaut()[30:230, 140:340].copy()).permute(2, 0, 1)[None] / 255.0
+    return torch.nn.functional.interpolate(crop, size=(size, size), mode="area")
+
+
+def test_laplacian_loss_counts_a_blur_that_mae_forgives():
+    target = _astronaut_face()
+    blurred = torch.from_numpy(
+        ndimage.gaussian_filter(target.numpy(), sigma=(0, 0, 1.2, 1.2))
+    ).float()
+    # A uniform brightness shift with the blur's MAE: the same pixel error, no lost detail.
+    shifted = (target + mae(blurred, target)).clamp(0, 1)
+    assert mae(shifted, target).item() == pytest.approx(mae(blurred, target).item(), rel=0.1)
+    assert laplacian_loss(shifted, target).item() < 0.02 * laplacian_loss(blurred, target).item()
+    assert laplacian_loss(target.clone(), target).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_laplacian_loss_is_not_lowered_by_grain_on_a_blur():
+    # Fine texture that is not the target's own (a grain filter over a blur) must not pass
+    # for detail: it adds band error where it should remove it.
+    target = _astronaut_face()
+    blurred = torch.from_numpy(
+        ndimage.gaussian_filter(target.numpy(), sigma=(0, 0, 1.2, 1.2))
+    ).float()
+    grain = 0.03 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
+    base = laplacian_loss(blurred, target).item()
+    assert laplacian_loss((blurred + grain).clamp(0, 1), target).item() > 1.1 * base
+
+
+def test_laplacian_loss_weights_odd_sizes_and_levels():
+    target = _astronaut_face(size=45)
+    pred = target.clone()
+    pred[..., :, 30:] = 1.0 - pred[..., :, 30:]  # error on the right only
+    left = torch.zeros(1, 1, 45, 45)
+    left[..., :, :20] = 1.0
+    assert laplacian_loss(pred, target, weight=left).item() < 0.05 * laplacian_loss(
+        pred, target
+    ).item()
+    assert laplacian_loss(pred, target, levels=1).item() > 0
+    with pytest.raises(ValueError, match="too small for 5 levels"):
+        laplacian_loss(pred, target, levels=5)
+    with pytest.raises(ValueError, match="levels must be >= 1"):
+        laplacian_loss(pred, target, levels=0)
+
+
 def test_config_validation():
-    with pytest.raises(ValueError, match=r"unknown loss term 'l1'.*mae, mse, ssim, ms_ssim"):
+    with pytest.raises(ValueError, match=r"unknown loss term 'l1'.*mae, mse, ssim, ms_ssim, lap"):
         LossConfig(terms={"l1": 1.0})
     with pytest.raises(BadInput, match="unknown loss term"):
         from_dict(LossConfig, {"terms": {"perceptual": 1.0}}, "train.yaml")

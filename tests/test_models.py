@@ -37,6 +37,7 @@ PARAMS = {  # name: (total, encoder, one decoder)
     "original": (82_065_672, 69_662_976, 6_201_348),
     "lightweight": (14_754_440, 11_649_664, 1_552_388),
     "lightweight-128": (14_837_064, 11_698_496, 1_569_284),
+    "lightweight-256": (14_867_240, 11_710_112, 1_578_564),
     "dfl-h128": (107_722_504, 77_018_880, 15_351_812),
     "sae-128": (60_657_288, 17_563_776, 21_546_756),
     "sae-256": (65_408_712, 22_315_200, 21_546_756),
@@ -248,8 +249,26 @@ def test_lightweight_128_adds_an_octave_around_the_64_px_model():
     flops = {n: flops_per_sample(_meta(load_preset(n)))["forward_backward"]
              for n in ("lightweight", "lightweight-128", "sae-128-lite")}  # fmt: skip
     assert flops["lightweight-128"] < 1.5 * flops["lightweight"] < flops["sae-128-lite"]
-    with pytest.raises(ValueError, match="lightweight works at resolution 64 or 128 only"):
+    with pytest.raises(ValueError, match="lightweight works at resolution 64, 128 or 256 only"):
         ModelConfig(arch="lightweight", resolution=96)
+
+
+def test_lightweight_256_adds_a_second_octave_and_draws_a_256_px_face():
+    """The 256 px form keeps the 128 px model's stages and dense layers, adds a quarter-width
+    conv in front and a last upscale that stays at half width, and runs end to end."""
+    mid, large = (_meta(load_preset(n)) for n in ("lightweight-128", "lightweight-256"))
+    assert large.spec.enc[1:] == mid.spec.enc and large.spec.enc[0] == mid.spec.enc[0] // 2
+    assert large.spec.dec[:-1] == mid.spec.dec and large.spec.dec[-1] == mid.spec.dec[-1]
+    assert large.encoder.dense_in.in_features == mid.encoder.dense_in.in_features
+    flops = {n: flops_per_sample(_meta(load_preset(n)))["forward_backward"]
+             for n in ("lightweight-128", "lightweight-256", "sae-128-lite")}  # fmt: skip
+    assert flops["lightweight-256"] < 1.6 * flops["lightweight-128"]
+    assert flops["lightweight-256"] < 0.5 * flops["sae-128-lite"]
+    cfg = load_preset("lightweight-256")
+    cfg.encoder_dims, cfg.decoder_dims, cfg.bottleneck = 16, 8, 32  # small, same layout
+    model = build_model(cfg)
+    rgb, mask = model(torch.rand(2, 3, 256, 256), "b")
+    assert rgb.shape == (2, 3, 256, 256) and mask.shape == (2, 1, 256, 256)
 
 
 def test_sae_dense_layers_do_not_grow_with_resolution():

@@ -11,12 +11,19 @@ from dataclasses import dataclass
 from faceswap.config import check, option
 
 # Architecture name -> the only resolutions it accepts. The classic models are defined at one
-# size (their dense layers are sized for that grid); `lightweight` has a 128 px form (one more
-# half-width stage at each end, same dense layers); `sae` and `liae` scale with the resolution.
+# size (their dense layers are sized for that grid); `lightweight` has 128 and 256 px forms (one
+# more narrow stage at each end per octave, same dense layers); `sae` and `liae` scale with the
+# resolution.
 ARCH_NAMES = ("original", "lightweight", "dfl-h128", "sae", "liae")
-FIXED_RESOLUTION = {"original": (64,), "lightweight": (64, 128), "dfl-h128": (128,)}
+FIXED_RESOLUTION = {"original": (64,), "lightweight": (64, 128, 256), "dfl-h128": (128,)}
 SAE_MIN_RES, SAE_MAX_RES, SAE_RES_STEP = 64, 512, 16
 PADDINGS = ("zero", "reflect")
+
+
+def _either(sizes: tuple[int, ...]) -> str:
+    """(64,) -> "64"; (64, 128, 256) -> "64, 128 or 256"."""
+    words = [str(s) for s in sizes]
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 @dataclass
@@ -26,7 +33,7 @@ class ModelConfig:
     arch: str = option("lightweight", "architecture: original, lightweight, dfl-h128, sae or liae")
     resolution: int = option(
         64,
-        "face side in pixels (original 64, lightweight 64 or 128, dfl-h128 128; sae, liae: "
+        "face side in pixels (original 64, lightweight 64, 128 or 256, dfl-h128 128; sae, liae: "
         "64..512 step 16)",
     )
     encoder_dims: int = option(64, "width E of the first encoder conv (E, 2E, 4E, 8E)")
@@ -45,7 +52,7 @@ class ModelConfig:
             sizes = FIXED_RESOLUTION[self.arch]
             check(
                 self.resolution in sizes,
-                f"arch {self.arch} works at resolution {' or '.join(map(str, sizes))} only, "
+                f"arch {self.arch} works at resolution {_either(sizes)} only, "
                 f"not {self.resolution} (use arch sae for other sizes)",
             )
         else:

@@ -40,11 +40,15 @@ def lightweight_spec(cfg: ModelConfig) -> Spec:
     At 128 px one more stage at each end, at half the width: a 5x5 stride-2 conv to E/2 first,
     an upscale to D/2 last. The dense layers and every stage between are the 64 px model's, so
     the extra octave of detail costs ~1.3x the FLOPs, where `sae-128-lite` costs 5x.
+    At 256 px a second octave the same way: a conv to E/4 first and a last upscale that stays
+    at D/2 (D/4 would leave 8 channels to draw every pixel of the face).
     """
     e, d = cfg.encoder_dims, cfg.decoder_dims
     enc, dec = (e, 2 * e, 4 * e), (4 * d, 2 * d, d)
-    if cfg.resolution == 128:
+    if cfg.resolution >= 128:
         enc, dec = (e // 2, *enc), (*dec, d // 2)
+    if cfg.resolution == 256:
+        enc, dec = (e // 4, *enc), (*dec, d // 2)
     return Spec(
         resolution=cfg.resolution,
         enc=enc,
