@@ -347,9 +347,10 @@ def test_laplacian_loss_weights_odd_sizes_and_levels():
     pred[..., :, 30:] = 1.0 - pred[..., :, 30:]  # error on the right only
     left = torch.zeros(1, 1, 45, 45)
     left[..., :, :20] = 1.0
-    assert laplacian_loss(pred, target, weight=left).item() < 0.05 * laplacian_loss(
-        pred, target
-    ).item()
+    assert (
+        laplacian_loss(pred, target, weight=left).item()
+        < 0.05 * laplacian_loss(pred, target).item()
+    )
     assert laplacian_loss(pred, target, levels=1).item() > 0
     with pytest.raises(ValueError, match="too small for 5 levels"):
         laplacian_loss(pred, target, levels=5)
